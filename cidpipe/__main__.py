@@ -1,0 +1,3 @@
+from cidpipe.cli.main import main
+
+main()

@@ -1,0 +1,157 @@
+"""Benchmark artifacts on this machine: accuracy once per artifact, latency per batch size.
+
+An artifact that cannot be opened becomes a ``failed`` row with its one-line error and the bench goes
+on with the next one; see cidpipe/bench/result.py for the status definitions.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from cidpipe_runtime.accuracy import evaluate, tile_to_batch
+from cidpipe_runtime.errors import RuntimeFailure
+from cidpipe_runtime.latency import measure_latency
+
+from cidpipe.bench.backends import TorchBackend, open_ort, open_tensorrt, torch_threads
+from cidpipe.bench.config import BenchConfig
+from cidpipe.bench.result import ArtifactSpec, BenchResult, backend_for_format
+from cidpipe.errors import CidpipeError, ModelError
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if isinstance(err, (CidpipeError, RuntimeFailure)) else f"{type(err).__name__}: {text}"
+
+
+def _size_bytes(spec: ArtifactSpec) -> int | None:
+    if spec.path is not None and os.path.isfile(spec.path):
+        return os.path.getsize(spec.path)
+    if spec.module is not None:  # in-memory: the bytes of its parameters and buffers
+        tensors = list(spec.module.parameters()) + list(spec.module.buffers())
+        return int(sum(t.numel() * t.element_size() for t in tensors))
+    return None
+
+
+def _open(spec: ArtifactSpec, backend: str, cfg: BenchConfig, device: str, compile: bool) -> Any:
+    if backend == "torch":
+        if spec.module is None:
+            raise ModelError(f"artifact {spec.name} has format {spec.format} but no in-memory module")
+        return TorchBackend(spec.module, device=device, threads=cfg.threads, compile=compile)
+    if spec.path is None:
+        raise ModelError(f"artifact {spec.name} has no file path")
+    if backend == "onnxruntime":
+        return open_ort(str(spec.path), cfg.ort_provider, cfg.threads)
+    if backend == "tensorrt":
+        return open_tensorrt(str(spec.path))
+    raise ModelError(f"unknown backend {backend!r} for {spec.name}; expected torch, onnxruntime or tensorrt")
+
+
+def _bench_one(
+    spec: ArtifactSpec,
+    eval_x: np.ndarray,
+    eval_y: np.ndarray,
+    ref_pred: np.ndarray | None,
+    cfg: BenchConfig,
+    device: str,
+    compile: bool = False,
+) -> list[BenchResult]:
+    backend_name = spec.backend or backend_for_format(spec.format)
+    fmt = f"{spec.format}+compile" if compile else spec.format
+    base = {"artifact": spec.name, "format": fmt, "backend": backend_name, "device": "local"}
+    size = _size_bytes(spec)
+    try:
+        backend = _open(spec, backend_name, cfg, device, compile)
+    except Exception as err:  # any load failure is this artifact's row, never the whole bench
+        return [
+            BenchResult(
+                **base,
+                provider=None,
+                batch_size=bs,
+                status="failed",
+                error=_one_line(err),
+                size_bytes=size,
+                threads=cfg.threads,
+            )
+            for bs in cfg.batch_sizes
+        ]
+    common = {**base, "provider": backend.provider, "size_bytes": size, "threads": backend.threads}
+    status, error, accuracy = "pass", None, {}
+    try:
+        accuracy = evaluate(backend, eval_x, eval_y, cfg.batch_sizes[0], ref_pred)
+        if not np.isfinite(backend.run(tile_to_batch(eval_x, 1))).all():
+            status, error = "exported-but-failed", "non-finite logits"
+        elif accuracy.get("agreement") is not None and accuracy["agreement"] < cfg.min_agreement:
+            status = "exported-but-failed"
+            error = (
+                f"top-1 agreement {accuracy['agreement']:.1f}% with the FP32 PyTorch model is below "
+                f"{cfg.min_agreement:.1f}%"
+            )
+    except Exception as err:
+        return [
+            BenchResult(**common, batch_size=bs, status="exported-but-failed", error=_one_line(err))
+            for bs in cfg.batch_sizes
+        ]
+    results = []
+    for batch_size in cfg.batch_sizes:
+        batch = tile_to_batch(eval_x, batch_size)
+        row = BenchResult(
+            **common,
+            batch_size=batch_size,
+            status=status,
+            error=error,
+            top1=accuracy.get("top1"),
+            top5=accuracy.get("top5"),
+            agreement=accuracy.get("agreement"),
+            extra={"eval_samples": accuracy.get("n")},
+        )
+        try:
+            stats = measure_latency(
+                lambda batch=batch: backend.run(batch),
+                warmup_runs=cfg.warmup_runs,
+                warmup_seconds=cfg.warmup_seconds,
+                runs=cfg.runs,
+                min_seconds=cfg.min_seconds,
+                sync=backend.sync,
+            )
+        except Exception as err:
+            row.status, row.error = "exported-but-failed", _one_line(err)
+        else:
+            row.latency = stats
+            row.throughput_ips = batch_size * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0 else None
+        # process-wide on CPU (ru_maxrss only grows), per-device allocator peak on CUDA
+        row.peak_mem_bytes = backend.peak_memory_bytes()
+        results.append(row)
+    return results
+
+
+def bench_local(
+    artifacts: list[ArtifactSpec],
+    eval_x: np.ndarray,
+    eval_y: np.ndarray,
+    ref_pred: np.ndarray | None,
+    cfg: BenchConfig,
+    device: str = "cpu",
+) -> list[BenchResult]:
+    """One BenchResult per (artifact, batch size), in input order.
+
+    ``device`` is where the torch artifacts run ("cpu" | "cuda"); artifacts whose backend is not in
+    ``cfg.backends`` are skipped. With ``cfg.torch_compile`` a torch artifact gets a second set of rows,
+    format ``<format>+compile``, compiled on its first call (the accuracy pass), never in a
+    timed region. torch's thread count is pinned to
+    ``cfg.threads`` for the whole bench and restored afterwards.
+    """
+    if cfg.max_eval_samples is not None:
+        eval_x, eval_y = eval_x[: cfg.max_eval_samples], eval_y[: cfg.max_eval_samples]
+        ref_pred = None if ref_pred is None else ref_pred[: cfg.max_eval_samples]
+    results: list[BenchResult] = []
+    with torch_threads(cfg.threads):
+        for spec in artifacts:
+            backend_name = spec.backend or backend_for_format(spec.format)
+            if backend_name not in cfg.backends:
+                continue
+            results.extend(_bench_one(spec, eval_x, eval_y, ref_pred, cfg, device))
+            if backend_name == "torch" and cfg.torch_compile:
+                results.extend(_bench_one(spec, eval_x, eval_y, ref_pred, cfg, device, compile=True))
+    return results

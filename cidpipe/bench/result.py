@@ -1,0 +1,81 @@
+"""What one benchmarked (artifact, backend, device, batch size) produced.
+
+Status, in the spirit of ultralytics' benchmark table:
+- ``pass``: the artifact loaded, ran and (when a reference is given) agrees with the FP32 PyTorch
+  model on at least ``BenchConfig.min_agreement`` percent of the top-1 predictions.
+- ``exported-but-failed``: the artifact exists and loads, but inference raised, produced non-finite
+  logits, or its top-1 agreement is below ``min_agreement``. Measured numbers are kept when there are any.
+- ``failed``: the artifact could not be used at all (missing file, corrupt model, missing dependency,
+  unavailable execution provider); nothing was measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # keep this module importable without torch for the device layer
+    from torch import nn
+
+STATUSES = ("pass", "exported-but-failed", "failed")
+
+
+@dataclass
+class ArtifactSpec:
+    """One thing to benchmark: a file (ONNX, engine) or an in-memory torch module."""
+
+    name: str  # e.g. "student.onnx"
+    format: str  # "torch", "onnx-fp32", "onnx-int8", "onnx-fp16", "trt-fp16", ...
+    path: Path | None = None
+    module: nn.Module | None = None
+    backend: str | None = None  # default: derived from format (see backend_for_format)
+
+
+def backend_for_format(fmt: str) -> str:
+    if fmt.startswith("torch"):
+        return "torch"
+    if fmt.startswith("onnx"):
+        return "onnxruntime"
+    if fmt.startswith("trt"):
+        return "tensorrt"
+    raise ValueError(f"unknown artifact format {fmt!r}; expected torch, onnx-* or trt-*")
+
+
+@dataclass
+class BenchResult:
+    artifact: str
+    format: str
+    backend: str
+    provider: str | None
+    device: str
+    batch_size: int
+    status: str
+    error: str | None = None
+    top1: float | None = None
+    top5: float | None = None
+    agreement: float | None = None
+    latency: dict[str, float] | None = None
+    throughput_ips: float | None = None
+    size_bytes: int | None = None
+    peak_mem_bytes: int | None = None
+    threads: int | None = None
+    power_w: float | None = None
+    energy_mj_per_inference: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown BenchResult field(s): {', '.join(sorted(unknown))}")
+        return cls(**data)

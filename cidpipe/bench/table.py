@@ -1,0 +1,87 @@
+"""Bench results as a rich table (artifact x backend x device) and as JSON-ready dicts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from cidpipe_runtime.latency import high_cov_warning
+from rich.console import Console
+from rich.table import Table
+
+from cidpipe.bench.result import BenchResult
+
+_STATUS_STYLE = {"pass": "green", "exported-but-failed": "yellow", "failed": "red"}
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _size(size_bytes: int | None) -> str:
+    if size_bytes is None:
+        return "-"
+    if size_bytes >= 1 << 20:
+        return f"{size_bytes / (1 << 20):.2f} MiB"
+    return f"{size_bytes / 1024:.1f} KiB"
+
+
+def results_table(results: list[BenchResult], title: str = "cidpipe bench") -> Table:
+    table = Table(title=title)
+    for column, justify in [
+        ("artifact", "left"),
+        ("format", "left"),
+        ("backend", "left"),
+        ("device", "left"),
+        ("batch", "right"),
+        ("status", "left"),
+        ("top-1 %", "right"),
+        ("agree %", "right"),
+        ("p50 ms", "right"),
+        ("p99 ms", "right"),
+        ("img/s", "right"),
+        ("size", "right"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in results:
+        latency = row.latency or {}
+        style = _STATUS_STYLE.get(row.status, "")
+        table.add_row(
+            row.artifact,
+            row.format,
+            row.backend,
+            row.device,
+            str(row.batch_size),
+            f"[{style}]{row.status}[/{style}]" if style else row.status,
+            _num(row.top1, ".2f"),
+            _num(row.agreement, ".2f"),
+            _num(latency.get("p50_ms"), ".3f"),
+            _num(latency.get("p99_ms"), ".3f"),
+            _num(row.throughput_ips, ".1f"),
+            _size(row.size_bytes),
+        )
+    return table
+
+
+def result_notes(results: list[BenchResult], cov_threshold: float) -> list[str]:
+    """Lines printed under the table: errors of non-passing rows and high-variance latency warnings."""
+    notes = []
+    for row in results:
+        where = f"{row.artifact} [{row.backend}, {row.device}, batch {row.batch_size}]"
+        if row.error:
+            notes.append(f"{where} {row.status}: {row.error}")
+        if row.latency:
+            warning = high_cov_warning(row.latency, cov_threshold)
+            if warning:
+                notes.append(f"{where}: {warning}")
+    return notes
+
+
+def print_results(results: list[BenchResult], console: Console, cov_threshold: float) -> None:
+    console.print(results_table(results))
+    for note in result_notes(results, cov_threshold):
+        console.print(f"[yellow]![/yellow] {note}", highlight=False)
+
+
+def results_to_json(results: list[BenchResult]) -> list[dict[str, Any]]:
+    """The ``--json`` form: a list of BenchResult dicts (BenchResult.from_dict reads them back)."""
+    return [row.to_dict() for row in results]

@@ -1,0 +1,117 @@
+"""Options and output helpers shared by every verb."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from cidpipe.config import Recipe, load_recipe
+from cidpipe.stages.common import StageOptions, resolve_device
+
+console = Console(stderr=True)
+stdout = Console()
+for _con in (console, stdout):
+    if not _con.is_terminal:  # logs and CI: wide enough that result tables are not squeezed to 80 columns
+        _con.width = 140
+
+RecipeArg = Annotated[
+    str, typer.Argument(help="recipe YAML file or bundled recipe name (see `cidpipe recipes list`)")
+]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="override a recipe key: --set student.train.epochs=5")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", help="parent directory of the run (default: recipe out_dir)")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | auto")]
+SeedOpt = Annotated[
+    int | None, typer.Option("--seed", help="train with this single seed (overrides *.train.seeds)")
+]
+ForceOpt = Annotated[
+    bool, typer.Option("--force", help="rerun even when a finished stage with the same id exists")
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume/--fresh", help="continue from the last epoch checkpoint of an interrupted run"),
+]
+
+
+def recipe_from_cli(
+    source: str,
+    overrides: list[str] | None,
+    *,
+    out: Path | None = None,
+    seed: int | None = None,
+    seeds: str | None = None,
+) -> Recipe:
+    extra = list(overrides or [])
+    if out is not None:
+        extra.append(f"out_dir={out}")
+    chosen = seeds if seeds is not None else (str(seed) if seed is not None else None)
+    recipe = load_recipe(source, extra)
+    if chosen is not None:
+        values = parse_seeds(chosen)
+        recipe.teacher.train.seeds = values
+        if recipe.student is not None:
+            recipe.student.train.seeds = values
+    return recipe
+
+
+def parse_seeds(text: str) -> list[int]:
+    from cidpipe.errors import UsageError
+
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds expects comma-separated integers like 1,2,3, got '{text}'") from None
+    if not values:
+        raise UsageError("--seeds needs at least one seed")
+    return values
+
+
+def stage_options(device: str, force: bool = False, resume: bool = True) -> StageOptions:
+    return StageOptions(device=resolve_device(device), force=force, resume=resume, console=console)
+
+
+def emit_json(data: Any) -> None:
+    stdout.out(json.dumps(data, indent=2, default=str), highlight=False)
+
+
+def resolve_target(
+    target: str, overrides: list[str] | None, *, out: Path | None = None
+) -> tuple[Recipe, Path | None]:
+    """A verb's target: a recipe (file or bundled name), a run directory, or one stage directory of a run.
+
+    Run directories carry the resolved recipe (runs/<name>/recipe.yaml), so `cidpipe export runs/q/student`
+    needs no recipe argument. Returns the recipe and the stage directory when one was named.
+    """
+    from cidpipe.errors import UsageError
+    from cidpipe.manifest import MANIFEST_NAME
+
+    path = Path(target)
+    if path.is_dir():
+        stage = path if (path / MANIFEST_NAME).is_file() else None
+        run_dir = path.parent if stage else path
+        recipe_file = run_dir / "recipe.yaml"
+        if not recipe_file.is_file():
+            raise UsageError(f"{target} is neither a recipe nor a cidpipe run directory (no {recipe_file})")
+        extra = list(overrides or []) + [f"out_dir={run_dir.parent}"]
+        recipe = recipe_from_cli(str(recipe_file), extra)
+        if recipe.name != run_dir.name:
+            recipe = recipe.model_copy(update={"name": run_dir.name})
+        return recipe, stage
+    return recipe_from_cli(target, overrides, out=out), None
+
+
+def save_run_recipe(recipe: Recipe) -> None:
+    """Keep the resolved recipe next to the stages so later verbs can be pointed at the run directory."""
+    from cidpipe.config import dump_recipe_yaml
+    from cidpipe.manifest import write_text_atomic
+
+    recipe.run_dir().mkdir(parents=True, exist_ok=True)
+    write_text_atomic(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))

@@ -1,0 +1,87 @@
+"""`cidpipe export --target onnx|trt`: the deployable model as ONNX (parity-checked) or a TensorRT engine.
+
+The formats table (cidpipe/export/formats.py) decides which flags a target takes; a flag that does not apply
+to the chosen target is a usage error rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cidpipe.cli.common import ForceOpt, JsonOpt, SetOpt, resolve_target, stage_options, stdout
+from cidpipe.cli.tables import result_json
+from cidpipe.export.formats import FORMATS, formats_help, get_format, validate_flags
+
+TargetArg = Annotated[
+    str, typer.Argument(help="recipe, run directory or stage directory (runs/<name>/student)")
+]
+
+
+def export(
+    target: TargetArg = "",
+    to: Annotated[str, typer.Option("--target", help="onnx or trt (see --list)")] = "onnx",
+    opset: Annotated[int | None, typer.Option("--opset", help="ONNX opset (onnx)")] = None,
+    precision: Annotated[str | None, typer.Option("--precision", help="fp32 | fp16 | int8 (trt)")] = None,
+    workspace_mb: Annotated[
+        int | None, typer.Option("--workspace-mb", help="builder workspace (trt)")
+    ] = None,
+    max_batch: Annotated[
+        int | None, typer.Option("--max-batch", help="largest batch of the profile (trt)")
+    ] = None,
+    on: Annotated[
+        str | None, typer.Option("--device", help="build the engine on this inventory device (trtexec)")
+    ] = None,
+    list_formats: Annotated[bool, typer.Option("--list", help="print the formats table and exit")] = False,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Export the run's model.  Example: cidpipe export runs/quickstart/student --target onnx"""
+    if list_formats or not target:
+        stdout.out(formats_help(), highlight=False)
+        return
+    fmt = get_format(to)
+    flags = validate_flags(
+        fmt, {"opset": opset, "precision": precision, "workspace_mb": workspace_mb, "max_batch": max_batch}
+    )
+    overrides = list(set_ or [])
+    overrides += [f"export.opset={opset}"] if opset is not None else []
+    overrides += [
+        f"export.trt.{key}={flags[key]}" for key in ("precision", "workspace_mb", "max_batch") if key in flags
+    ]
+    recipe, stage = resolve_target(target, overrides)
+    options = stage_options("cpu", force)
+    if fmt.name == "onnx":
+        from cidpipe.stages.export import run_export
+
+        result = run_export(recipe, options, source_dir=stage)
+    elif fmt.name == "trt" and on:
+        from cidpipe.stages.trt_device import build_on_device
+
+        stdout.print(build_on_device(recipe, on))
+        return
+    elif fmt.name == "trt":
+        from cidpipe.stages.trt import run_trt
+
+        result = run_trt(recipe, options)
+    else:
+        from cidpipe.errors import UsageError
+
+        raise UsageError(f"{fmt.name} is made by `cidpipe {fmt.produced_by}`, not by export")
+    if json_:
+        from cidpipe.cli.common import emit_json
+
+        emit_json(result_json(result))
+    else:
+        stdout.print(f"{result.stage}: {'cached' if result.cached else 'written'} in {result.stage_dir}")
+
+
+def register(app: typer.Typer) -> None:
+    exportable = ", ".join(f.name for f in FORMATS if f.cli_exportable)
+    app.command(
+        "export",
+        help=f"Export the run's model ({exportable}; `--list` shows every format and its options).  "
+        "Example: cidpipe export runs/quickstart/student --target onnx",
+    )(export)

@@ -1,0 +1,77 @@
+"""`cidpipe gate`: CI regression checks of a finished run (exit 0 pass, 1 regression, 2 usage error)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.markup import escape
+from rich.table import Table
+
+from cidpipe.cli.common import JsonOpt, emit_json, stdout
+from cidpipe.errors import GateFailed, UsageError
+
+
+def gate(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory, e.g. runs/quickstart")],
+    gate_file: Annotated[
+        Path | None, typer.Option("--gate", help="gate YAML (default: the run's recipe)")
+    ] = None,
+    baseline: Annotated[
+        Path | None, typer.Option("--baseline", help="compare with this stored baseline")
+    ] = None,
+    save_baseline: Annotated[
+        Path | None, typer.Option("--save-baseline", help="store this run's numbers as a baseline")
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option("--junit", help="JUnit XML path (default RUN/gate/junit.xml)")
+    ] = None,
+    summary: Annotated[Path | None, typer.Option("--summary", help="Markdown summary path")] = None,
+    json_: JsonOpt = False,
+) -> None:
+    """Check a run against thresholds and a baseline.  Example: cidpipe gate runs/quickstart"""
+    from cidpipe.gate import load_gate_config
+    from cidpipe.stages.gate import run_gate
+
+    config = load_gate_config(gate_file) if gate_file else _recipe_gate(run_dir)
+    outputs = run_gate(
+        run_dir, config, baseline=baseline, save_baseline_to=save_baseline, junit=junit, summary=summary
+    )
+    print_gate(outputs.report, json_)
+    if outputs.baseline_saved:
+        stdout.print(f"baseline saved to {outputs.baseline_saved}")
+    if not outputs.report.passed:
+        names = ", ".join(check.name for check in outputs.report.failed)
+        raise GateFailed(f"gate failed: {len(outputs.report.failed)} check(s): {names} (see {outputs.junit})")
+
+
+def _recipe_gate(run_dir: Path):
+    from cidpipe.gate import load_gate_config
+
+    recipe_file = Path(run_dir) / "recipe.yaml"
+    if not recipe_file.is_file():
+        if not Path(run_dir).is_dir():
+            raise UsageError(f"{run_dir} is not a run directory; pass runs/<name> of a finished run")
+        raise UsageError(f"{run_dir} has no recipe.yaml to take the gate from; pass --gate FILE")
+    raw = yaml.safe_load(recipe_file.read_text()) or {}
+    return load_gate_config(raw.get("gate") or {})
+
+
+def print_gate(report, as_json: bool) -> None:
+    if as_json:
+        emit_json(report.to_dict())
+        return
+    table = Table(title=f"gate: {'PASS' if report.passed else 'FAIL'}")
+    for column in ("check", "result", "details"):
+        table.add_column(column)
+    for check in report.checks:
+        table.add_row(
+            escape(check.name), "[green]pass[/]" if check.passed else "[red]FAIL[/]", escape(check.message)
+        )
+    stdout.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("gate")(gate)

@@ -1,0 +1,58 @@
+"""`cidpipe quantize`: INT8 (static QDQ, calibrated on training images) or FP16 from the exported ONNX."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cidpipe.cli.common import ForceOpt, JsonOpt, SetOpt, emit_json, resolve_target, stage_options, stdout
+from cidpipe.cli.tables import result_json
+
+
+def quantize(
+    target: Annotated[str, typer.Argument(help="recipe or run directory (the export stage must exist)")],
+    mode: Annotated[str | None, typer.Option("--mode", help="int8 | fp16")] = None,
+    calibration: Annotated[
+        str | None, typer.Option("--calibration", help="minmax | entropy | percentile")
+    ] = None,
+    samples: Annotated[
+        int | None, typer.Option("--samples", help="calibration images from the train split")
+    ] = None,
+    max_drop: Annotated[
+        float | None, typer.Option("--max-drop", help="top-1 points allowed below FP32 (val)")
+    ] = None,
+    quant_target: Annotated[
+        str | None, typer.Option("--for", help="cpu (U8/S8) | trt (S8/S8 symmetric)")
+    ] = None,
+    set_: SetOpt = None,
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Quantize the exported model.  Example: cidpipe quantize runs/quickstart --max-drop 0.5"""
+    from cidpipe.stages.quantize import run_quantize
+
+    overrides = list(set_ or [])
+    for key, value in (
+        ("mode", mode),
+        ("calibration.method", calibration),
+        ("calibration.samples", samples),
+        ("max_drop", max_drop),
+        ("target", quant_target),
+    ):
+        if value is not None:
+            overrides.append(f"quantize.{key}={value}")
+    recipe, _ = resolve_target(target, overrides)
+    result = run_quantize(recipe, stage_options("cpu", force))
+    if json_:
+        emit_json(result_json(result))
+    else:
+        m = result.manifest.metrics
+        drop = f", validation top-1 drop {m['drop']:.2f} points" if "drop" in m else ""
+        stdout.print(
+            f"{m.get('format')}: {'cached' if result.cached else 'written'} in {result.stage_dir}{drop}"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command("quantize")(quantize)

@@ -1,0 +1,77 @@
+"""`cidpipe run`: the whole pipeline of a recipe, cached stage by stage."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from cidpipe.cli.common import (
+    DeviceOpt,
+    ForceOpt,
+    JsonOpt,
+    OutOpt,
+    RecipeArg,
+    ResumeOpt,
+    SeedOpt,
+    SetOpt,
+    emit_json,
+    recipe_from_cli,
+    stage_options,
+    stdout,
+)
+from cidpipe.errors import GateFailed
+
+
+def run(
+    recipe: RecipeArg,
+    set_: SetOpt = None,
+    out: OutOpt = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = None,
+    start: Annotated[
+        str | None, typer.Option("--from", help="start at this stage (earlier ones must exist)")
+    ] = None,
+    only: Annotated[str | None, typer.Option("--only", help="run just this stage")] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="print the plan (run / cached / skip, and why)")
+    ] = False,
+    resume: ResumeOpt = True,
+    force: ForceOpt = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Run every stage the recipe enables.  Example: cidpipe run recipes/quickstart.yaml"""
+    from cidpipe.pipeline import run_pipeline
+    from cidpipe.stages.gate import GateOutputs
+
+    parsed = recipe_from_cli(recipe, set_, out=out, seed=seed)
+    options = stage_options(device, force, resume)
+    result = run_pipeline(parsed, options, start=start, only=only, dry_run=dry_run)
+    if json_:
+        emit_json({"plan": [vars(p) for p in result.plan], "run_dir": str(parsed.run_dir())})
+    else:
+        stdout.print(plan_table(result.plan, dry_run))
+    gate = result.results.get("gate")
+    if isinstance(gate, GateOutputs) and not json_:
+        from cidpipe.cli.verb_gate import print_gate
+
+        print_gate(gate.report, False)
+    if isinstance(gate, GateOutputs) and not gate.report.passed:
+        names = ", ".join(check.name for check in gate.report.failed)
+        raise GateFailed(f"gate failed: {names} (details in {gate.junit})")
+
+
+def plan_table(plan, dry_run: bool) -> Table:
+    table = Table(title="plan" if dry_run else "pipeline")
+    for column in ("stage", "action", "why", "id"):
+        table.add_column(column)
+    colours = {"run": "yellow", "cached": "green", "skip": "dim"}
+    for step in plan:
+        action = step.action if dry_run or step.action != "run" else "ran"
+        table.add_row(step.name, f"[{colours[step.action]}]{action}[/]", step.reason, (step.id or "")[:12])
+    return table
+
+
+def register(app: typer.Typer) -> None:
+    app.command("run")(run)

@@ -1,0 +1,182 @@
+"""The recipe: one typed schema, loaded from YAML with ``yaml.safe_load``.
+
+Unknown keys are rejected with their dotted path and a near-miss suggestion; ``--set a.b=c`` overrides are
+applied to the raw mapping before validation, so they get exactly the same checks as the file.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import Field, ValidationError
+
+from cidpipe.bench.config import BenchConfig
+from cidpipe.data.config import DataConfig
+from cidpipe.distill.config import DistillConfig
+from cidpipe.errors import ConfigError, UsageError
+from cidpipe.export.config import ExportConfig
+from cidpipe.gate.config import GateConfig
+from cidpipe.quantize.config import QuantizeConfig
+from cidpipe.report.config import ReportConfig
+from cidpipe.sections import Section
+from cidpipe.train_config import StudentConfig, TeacherConfig
+
+
+class Recipe(Section):
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="run name: runs/<name>/")
+    description: str = ""
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    out_dir: Path = Field(Path("runs"), description="parent of the run directory")
+    data: DataConfig = DataConfig()
+    teacher: TeacherConfig
+    student: StudentConfig | None = None
+    distill: DistillConfig = DistillConfig()
+    quantize: QuantizeConfig = QuantizeConfig()
+    export: ExportConfig = ExportConfig()
+    bench: BenchConfig = BenchConfig()
+    gate: GateConfig = GateConfig()
+    report: ReportConfig = ReportConfig()
+
+    def run_dir(self) -> Path:
+        return self.out_dir / self.name
+
+    def canonical(self) -> dict[str, Any]:
+        """The resolved recipe as plain JSON types (paths as strings), defaults filled in."""
+        return json.loads(self.model_dump_json())
+
+    def recipe_id(self) -> str:
+        return hash_config(self.canonical())
+
+
+def hash_config(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _fields_at(path: tuple, model: type[Section] = Recipe) -> list[str]:
+    """Field names of the section a dotted path points into (for near-miss suggestions)."""
+    current: Any = model
+    for part in path:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        args = [a for a in getattr(annotation, "__args__", ()) if hasattr(a, "model_fields")]
+        current = args[0] if args else annotation
+    return list(getattr(current, "model_fields", {}))
+
+
+def _explain(err: ValidationError, source: str) -> ConfigError:
+    first = err.errors()[0]
+    loc = tuple(str(p) for p in first["loc"])
+    dotted = ".".join(loc) or "<top>"
+    if first["type"] == "extra_forbidden":
+        known = _fields_at(loc[:-1])
+        close = difflib.get_close_matches(loc[-1], known, n=1)
+        hint = (
+            f" (did you mean '{'.'.join(loc[:-1] + (close[0],))}'?)"
+            if close
+            else (f" (allowed here: {', '.join(known)})" if known else "")
+        )
+        return ConfigError(f"{source}: unknown key '{dotted}'{hint}")
+    if first["type"] == "missing":
+        return ConfigError(f"{source}: missing required key '{dotted}'")
+    value = first.get("input")
+    shown = f" (got {value!r})" if not isinstance(value, dict) else ""
+    return ConfigError(f"{source}: '{dotted}': {first['msg']}{shown}")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    if "=" not in text:
+        raise UsageError(f"--set expects key.sub=value, got '{text}'")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise UsageError(f"--set expects key.sub=value, got '{text}'")
+    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply ``a.b=c`` overrides (values parsed as YAML scalars/lists) to the raw recipe mapping.
+
+    A key that does not exist in the schema is an error here, not silently created.
+    """
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for depth, part in enumerate(path[:-1]):
+            known = _fields_at(tuple(path[:depth]))
+            if part not in known:
+                close = difflib.get_close_matches(part, known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                raise ConfigError(f"--set {text}: no key '{'.'.join(path[: depth + 1])}' in the recipe{hint}")
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(f"--set {text}: '{'.'.join(path[: depth + 1])}' is not a section")
+            node = child
+        known = _fields_at(tuple(path[:-1]))
+        if path[-1] not in known:
+            close = difflib.get_close_matches(path[-1], known, n=1)
+            hint = f" (did you mean '{'.'.join(path[:-1] + [close[0]])}'?)" if close else ""
+            raise ConfigError(f"--set {text}: no key '{'.'.join(path)}' in the recipe{hint}")
+        node[path[-1]] = value
+    return raw
+
+
+def read_recipe_mapping(path: Path) -> dict:
+    if not path.is_file():
+        raise UsageError(f"recipe file not found: {path} (see `cidpipe recipes list`)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a recipe must be a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def load_recipe(source: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load a recipe file (or a bundled recipe by name) and apply ``--set`` overrides."""
+    path = resolve_recipe_path(source)
+    raw = apply_overrides(read_recipe_mapping(path), overrides or [])
+    return validate_recipe(raw, str(path))
+
+
+def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
+    try:
+        return Recipe.model_validate(raw)
+    except ValidationError as err:
+        raise _explain(err, source) from None
+
+
+def bundled_recipes_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def resolve_recipe_path(source: str | Path) -> Path:
+    path = Path(source)
+    if path.is_file() or path.suffix in (".yaml", ".yml"):
+        return path
+    bundled = bundled_recipes_dir() / f"{source}.yaml"
+    if bundled.is_file():
+        return bundled
+    names = [p.stem for p in sorted(bundled_recipes_dir().glob("*.yaml"))]
+    close = difflib.get_close_matches(str(source), names, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    raise UsageError(f"no recipe file or bundled recipe named '{source}'{hint}; see `cidpipe recipes list`")
+
+
+def recipe_json_schema() -> dict:
+    return Recipe.model_json_schema()
+
+
+def dump_recipe_yaml(recipe: Recipe) -> str:
+    return yaml.safe_dump(recipe.canonical(), sort_keys=False)

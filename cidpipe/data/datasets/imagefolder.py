@@ -1,0 +1,93 @@
+"""``imagefolder``: class-per-folder images on disk (any PIL-readable format), decoded lazily.
+
+data.root either holds ``train/`` and ``test/`` (each with one folder per class), or is itself a folder of
+class folders, in which case a fixed stratified 20 % (seed 0, independent of data.split_seed) becomes the
+test split. Validation is carved from the training part with data.split_seed / data.val_fraction.
+Class names are the training class folders, sorted; images are found recursively inside each class folder.
+Images are resized to data.input_size (default 32) and normalised with the ImageNet mean/std.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cidpipe.data.base import DatasetBundle
+from cidpipe.data.config import DataConfig
+from cidpipe.data.folder_split import ImageFolderSplit
+from cidpipe.data.registry import register_dataset
+from cidpipe.data.splitting import DEFAULT_INPUT_SIZE, DEFAULT_PAD, resolve_hflip, stratified_split
+from cidpipe.errors import DataError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGEFOLDER_TEST_FRACTION = 0.2
+IMAGEFOLDER_TEST_SEED = 0
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
+
+
+def _class_dirs(directory: Path) -> list[Path]:
+    return sorted((d for d in directory.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                  key=lambda d: d.name)
+
+
+def scan_class_folders(directory: Path, class_names: list[str] | None = None
+                       ) -> tuple[list[str], list[Path], np.ndarray]:
+    """(class names, image paths, labels) of a folder of class folders; ``class_names`` fixes the labels."""
+    folders = _class_dirs(directory)
+    if not folders:
+        raise DataError(f"{directory} has no class folders; expected <class>/<image> (or train/ and test/)")
+    names = class_names if class_names is not None else [d.name for d in folders]
+    index = {name: i for i, name in enumerate(names)}
+    paths: list[Path] = []
+    labels: list[int] = []
+    for folder in folders:
+        if folder.name not in index:
+            raise DataError(f"{folder} is a class not present in the training folders; "
+                            "use the same class folders in train/ and test/")
+        images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        paths.extend(images)
+        labels.extend([index[folder.name]] * len(images))
+    if not paths:
+        raise DataError(f"{directory} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return names, paths, np.asarray(labels, dtype=np.int64)
+
+
+@register_dataset("imagefolder")
+def load_imagefolder_bundle(cfg: DataConfig) -> DatasetBundle:
+    if cfg.root is None:
+        raise DataError("data.root is required for imagefolder: "
+                        "a folder of class folders (or train/ + test/)")
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"imagefolder root {root} is not a directory; set data.root to your image folder")
+    provenance: dict = {"source": str(root)}
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        class_names, pool_paths, pool_labels = scan_class_folders(root / "train")
+        _, test_paths, test_labels = scan_class_folders(root / "test", class_names)
+    else:
+        class_names, paths, labels = scan_class_folders(root)
+        pool, test = stratified_split(labels, IMAGEFOLDER_TEST_FRACTION, IMAGEFOLDER_TEST_SEED)
+        pool = np.sort(pool)
+        pool_paths, pool_labels = [paths[i] for i in pool], labels[pool]
+        test_paths, test_labels = [paths[i] for i in test], labels[test]
+        provenance.update(test_fraction=IMAGEFOLDER_TEST_FRACTION, test_seed=IMAGEFOLDER_TEST_SEED)
+    keep, val = stratified_split(pool_labels, cfg.val_fraction, cfg.split_seed)
+    size = cfg.input_size or DEFAULT_INPUT_SIZE
+    hflip = resolve_hflip(cfg, True)
+
+    def make(paths: list[Path], labels: np.ndarray) -> ImageFolderSplit:
+        return ImageFolderSplit(paths, labels, root=root, input_size=size, mean=IMAGENET_MEAN,
+                                std=IMAGENET_STD, pad=DEFAULT_PAD, hflip=hflip, num_workers=cfg.num_workers)
+
+    return DatasetBundle(
+        name="imagefolder", class_names=class_names, num_classes=len(class_names),
+        input_shape=(3, size, size), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        train=make([pool_paths[i] for i in keep], pool_labels[keep]),
+        val=make([pool_paths[i] for i in val], pool_labels[val]),
+        test=make(test_paths, test_labels),
+        provenance={"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed, "input_size": size,
+                    "hflip": hflip, "pad": DEFAULT_PAD, **provenance},
+    )

@@ -1,0 +1,144 @@
+"""The Distiller contract every method implements; the trainer knows nothing else about a method.
+
+One constructor for all methods; ``forward(x, y)`` returns the loss, the logits the method predicts
+with, and the named loss parts. The teacher is frozen and always in eval mode.
+
+The teacher is deliberately NOT a registered submodule: it stays out of ``state_dict()`` (a resume
+reloads it from the teacher stage instead of storing it twice), out of ``parameters()`` (so it can never
+reach an optimizer) and out of DistributedDataParallel's parameter/buffer sync. ``.to()``, ``.cuda()``
+and ``.half()`` still move it, through ``_apply``.
+
+Method state that must survive ``--resume`` lives in registered buffers (the epoch counter here, CID's
+dictionary and accumulators in its own file), so ``state_dict()`` captures it exactly. The Python-side
+copy of the epoch (used for phase decisions without a host sync) is refreshed after ``load_state_dict``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+@dataclass
+class StepOutput:
+    """What one training step of a method yields."""
+
+    loss: Tensor
+    logits: Tensor
+    parts: dict[str, Tensor] = field(default_factory=dict)
+
+
+class Distiller(nn.Module):
+    """Base class: the student trained with cross-entropy, plus the shared plumbing for teachers."""
+
+    requires_teacher: ClassVar[bool] = True
+    # Methods whose teacher must expose forward_features/classifier/feature_dim (not only logits).
+    requires_teacher_features: ClassVar[bool] = False
+    # True where some trainable parameter is unused in some steps (CID's head during warm-up), so a
+    # DistributedDataParallel wrapper needs find_unused_parameters=True.
+    ddp_find_unused_parameters: ClassVar[bool] = False
+
+    def __init__(
+        self, student: nn.Module, teacher: nn.Module | None, cfg: Any, *, num_classes: int, epochs: int
+    ) -> None:
+        super().__init__()
+        self.student = student
+        self.cfg = cfg
+        self.num_classes = int(num_classes)
+        self.epochs = int(epochs)
+        if teacher is not None:
+            teacher.requires_grad_(False)
+            teacher.eval()
+        # Bypass nn.Module.__setattr__ so the teacher is not registered (see the module docstring).
+        self.__dict__["_frozen_teacher"] = teacher
+        self.register_buffer("current_epoch", torch.zeros((), dtype=torch.long))
+        self._epoch = 0
+        self.register_load_state_dict_post_hook(_refresh_python_state)
+
+    # ----------------------------------------------------------------- teacher plumbing
+    @property
+    def teacher(self) -> nn.Module | None:
+        return self.__dict__["_frozen_teacher"]
+
+    def _apply(self, fn, recurse=True):  # noqa: ANN001 - nn.Module's own signature
+        result = super()._apply(fn, recurse)
+        if self.teacher is not None:
+            self.teacher._apply(fn, recurse)
+        return result
+
+    def train(self, mode: bool = True) -> Distiller:
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        return self
+
+    def teacher_logits(self, x: Tensor) -> Tensor:
+        assert self.teacher is not None
+        with torch.no_grad():
+            return self.teacher(x)
+
+    def teacher_features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        assert self.teacher is not None
+        with torch.no_grad():
+            features = self.teacher.forward_features(x)
+            return features, self.teacher.classifier(features)
+
+    def student_features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.student.forward_features(x)
+        return features, self.student.classifier(features)
+
+    # ----------------------------------------------------------------- the contract
+    def forward(self, x: Tensor, y: Tensor) -> StepOutput:
+        logits = self.student(x)
+        ce = F.cross_entropy(logits, y)
+        return StepOutput(loss=ce, logits=logits, parts={"ce": ce})
+
+    def predict(self, x: Tensor) -> Tensor:
+        """The evaluation path (call in eval mode): the logits the deployed model would produce."""
+        return self.student(x)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        """Called before epoch ``epoch`` (0-based), also right after a resume."""
+        self._epoch = int(epoch)
+        self.current_epoch.fill_(int(epoch))
+
+    def on_epoch_end(self, epoch: int) -> None:
+        """Called after the last step of epoch ``epoch`` (0-based), before its checkpoint is written."""
+
+    def no_weight_decay_modules(self) -> Iterable[nn.Module]:
+        """Trainable modules whose parameters are optimised without weight decay."""
+        return ()
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """Trainable parameters (never the teacher's) grouped by weight decay, ready for an optimizer."""
+        exempt = {id(p) for module in self.no_weight_decay_modules() for p in module.parameters()}
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        decayed = [p for p in trainable if id(p) not in exempt]
+        undecayed = [p for p in trainable if id(p) in exempt]
+        groups = []
+        if decayed:
+            groups.append({"name": "decay", "params": decayed, "weight_decay": float(weight_decay)})
+        if undecayed:
+            groups.append({"name": "no_decay", "params": undecayed, "weight_decay": 0.0})
+        return groups
+
+    def deployable(self) -> nn.Module:
+        """The single module that goes to export; shares parameters with this distiller (no copy).
+
+        The caller puts it in eval mode before exporting or evaluating it.
+        """
+        return self.student
+
+    def deployment_spec(self) -> dict:
+        """JSON-able recipe to rebuild ``deployable()`` around a freshly built student (see deploy.py)."""
+        return {"head": "plain"}
+
+
+def _refresh_python_state(module: nn.Module, incompatible_keys: Any) -> None:
+    """load_state_dict post-hook: the Python epoch mirror follows the restored buffer."""
+    module._epoch = int(module.current_epoch)

@@ -1,0 +1,53 @@
+"""The recipe's ``distill`` section: the method name and one sub-section per method."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from cidpipe.sections import Section
+
+
+class KDConfig(Section):
+    """Hinton et al. 2015."""
+
+    temperature: float = Field(4.0, gt=0)
+    ce_weight: float = Field(0.1, ge=0)
+    kd_weight: float = Field(0.9, ge=0)
+
+
+class FitNetConfig(Section):
+    """Romero et al. 2015, hint on the penultimate feature through a linear regressor."""
+
+    ce_weight: float = Field(1.0, ge=0)
+    hint_weight: float = Field(100.0, ge=0)
+
+
+class DKDConfig(Section):
+    """Zhao et al. CVPR 2022 (decoupled KD); defaults from the paper's CIFAR-100 setting."""
+
+    temperature: float = Field(4.0, gt=0)
+    ce_weight: float = Field(1.0, ge=0)
+    alpha: float = Field(1.0, ge=0, description="target-class KD weight")
+    beta: float = Field(8.0, ge=0, description="non-target-class KD weight")
+    warmup_epochs: int = Field(20, ge=0, description="linear ramp of the KD terms")
+
+
+class CIDConfig(Section):
+    """Deng & Zhang, NeurIPS 2021; see docs/cid-method.md for the meaning of every weight."""
+
+    temperature: float = Field(4.0, gt=0)
+    kd_weight: float = Field(1.0, ge=0, description="a: weight of KD (and CE after warm-up)")
+    sample_weight: float = Field(10.0, ge=0, description="b: sample-representation (normalised MSE) weight")
+    class_weight: float = Field(1.0, ge=0, description="c: class-representation (cosine Gram) weight")
+    warmup_epochs: int = Field(20, ge=1, description="epochs without CE; D is built during the last one")
+    dictionary_momentum: float = Field(0.0, ge=0, lt=1, description="u: D <- u D_old + (1-u) D_new")
+
+
+class DistillConfig(Section):
+    enabled: bool = True
+    method: str = Field("cid", description="ce, kd, fitnet, dkd or cid")
+    ce: dict = Field(default_factory=dict, description="the ce method takes no hyper-parameters")
+    kd: KDConfig = KDConfig()
+    fitnet: FitNetConfig = FitNetConfig()
+    dkd: DKDConfig = DKDConfig()
+    cid: CIDConfig = CIDConfig()

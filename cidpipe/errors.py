@@ -1,0 +1,79 @@
+"""Errors a user can act on.
+
+Library code raises a subclass of :class:`CidpipeError`; the CLI maps it once to a one-line message
+and the subclass's exit code (see README, "Exit codes"). A traceback is shown only with CIDPIPE_DEBUG=1.
+"""
+
+from __future__ import annotations
+
+
+class CidpipeError(Exception):
+    """Base class: ``str(err)`` is the one line shown to the user."""
+
+    exit_code = 1
+
+
+class UsageError(CidpipeError):
+    """Bad command line, recipe, override or gate file."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """The recipe does not validate (unknown key, wrong type, unknown name)."""
+
+
+class DataError(CidpipeError):
+    """A dataset cannot be found or read."""
+
+    exit_code = 3
+
+
+class ModelError(CidpipeError):
+    """Unknown model, a checkpoint that is corrupt or does not match the recipe."""
+
+    exit_code = 4
+
+
+class TrainingDiverged(CidpipeError):
+    """A NaN or inf loss; the last good checkpoint is kept."""
+
+    exit_code = 5
+
+
+class ParityError(CidpipeError):
+    """An exported or quantized artifact does not predict what the PyTorch model predicts."""
+
+    exit_code = 6
+
+
+class MissingDependency(CidpipeError):
+    """An optional dependency (tensorrt, pycuda, ...) is not importable here."""
+
+    exit_code = 7
+
+
+class DeviceError(CidpipeError):
+    """A target device cannot be reached or lacks what the run needs."""
+
+    exit_code = 8
+
+
+class GateFailed(CidpipeError):
+    """A regression gate check failed."""
+
+    exit_code = 1
+
+
+EXIT_CODES: dict[int, str] = {
+    0: "success",
+    1: "gate regression or unexpected failure",
+    2: "usage error: bad command line, recipe, override or gate file",
+    3: "data error: dataset missing or unreadable",
+    4: "model error: unknown model, corrupt or mismatched checkpoint",
+    5: "training diverged (NaN/inf loss); last good checkpoint kept",
+    6: "parity or accuracy-budget failure of an exported/quantized artifact",
+    7: "missing optional dependency (e.g. TensorRT)",
+    8: "device error: unreachable, bad key, missing remote runtime",
+    130: "interrupted (Ctrl-C); rerun to resume",
+}

@@ -1,0 +1,190 @@
+"""Baselines: a run's key numbers saved as JSON, and the checks that compare a later run against them."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cidpipe import __version__
+from cidpipe.errors import UsageError
+from cidpipe.gate.files import atomic_write_text
+from cidpipe.gate.numbers import compare_message, format_value
+from cidpipe.gate.report import Check
+from cidpipe.gate.rundir import RunData, load_run, result_subject
+
+if TYPE_CHECKING:
+    from cidpipe.gate.config import GateConfig
+
+BASELINE_KIND = "cidpipe-baseline"
+BASELINE_SCHEMA = 1
+
+
+def baseline_from_run(run: RunData) -> dict[str, Any]:
+    """The numbers a later run is held to: top-1, p99 and size per artifact x device x batch size."""
+    results = []
+    for result in run.results:
+        if result.get("status") != "pass":
+            continue  # a failed artifact is no standard to hold a later run to
+        results.append(
+            {
+                "subject": result_subject(result),
+                "format": result.get("format"),
+                "device": result.get("device", "local"),
+                "batch_size": int(result.get("batch_size", 1)),
+                "top1": result.get("top1"),
+                "p99_ms": (result.get("latency") or {}).get("p99_ms"),
+                "size_bytes": result.get("size_bytes"),
+            }
+        )
+    student = run.metrics("student")
+    return {
+        "kind": BASELINE_KIND,
+        "schema": BASELINE_SCHEMA,
+        "recipe": run.recipe,
+        "recipe_id": run.recipe_id,
+        "run": run.name,
+        "cidpipe": __version__,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "student": {"val_top1": student.get("val_top1"), "test_top1": student.get("test_top1")},
+        "results": results,
+    }
+
+
+def save_baseline(run_dir: Path, path: Path) -> dict[str, Any]:
+    """Write ``run_dir``'s key numbers to ``path`` (atomically) and return them."""
+    baseline = baseline_from_run(load_run(run_dir))
+    atomic_write_text(Path(path), json.dumps(baseline, indent=2, sort_keys=False) + "\n")
+    return baseline
+
+
+def load_baseline(path: Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(
+            f"baseline {path} not found; record one with save_baseline (cidpipe gate --save-baseline)"
+        )
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UsageError(f"baseline {path} is not readable JSON ({err}); record it again") from err
+    if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
+        raise UsageError(f"{path} is not a cidpipe baseline (kind != {BASELINE_KIND}); record it again")
+    data.setdefault("path", str(path))
+    return data
+
+
+def baseline_checks(
+    run: RunData, baseline: dict[str, Any], gate: GateConfig
+) -> tuple[list[Check], list[str], dict[str, Any]]:
+    """Checks against ``baseline``; a baseline of another recipe is a usage error, not a comparison."""
+    label = baseline.get("path") or baseline.get("run") or "baseline"
+    if baseline.get("recipe") != run.recipe:
+        raise UsageError(
+            f"baseline {label} was recorded for recipe {baseline.get('recipe')}, "
+            f"this run is recipe {run.recipe}; "
+            "pass the baseline of this recipe or record a new one"
+        )
+    notes = []
+    same_id = baseline.get("recipe_id") == run.recipe_id
+    if not same_id:
+        notes.append(
+            f"baseline {label} was recorded for recipe_id {_short(baseline.get('recipe_id'))}, this run has "
+            f"{_short(run.recipe_id)}: the recipe changed since; thresholds still compare"
+        )
+    summary = {
+        "path": baseline.get("path"),
+        "run": baseline.get("run"),
+        "recipe": baseline.get("recipe"),
+        "recipe_id": baseline.get("recipe_id"),
+        "recipe_id_matches": same_id,
+        "created_at": baseline.get("created_at"),
+    }
+    checks = _top1_checks(run, baseline, gate.accuracy_tolerance) + _p99_checks(
+        run, baseline, gate.latency_tolerance
+    )
+    return checks, notes, summary
+
+
+def _top1_checks(run: RunData, baseline: dict[str, Any], tolerance: float) -> list[Check]:
+    entries = baseline.get("results") or []
+    if not entries:  # a baseline without bench results still pins the student's accuracy
+        base = (baseline.get("student") or {}).get("test_top1")
+        current = run.metrics("student").get("test_top1")
+        return [] if base is None else [_top1_check("baseline.top1[student]", current, base, tolerance)]
+    by_subject: dict[str, float] = {}
+    for entry in entries:
+        subject = f"{entry.get('format')}@{entry.get('device', 'local')}"
+        if entry.get("top1") is not None:
+            by_subject[subject] = min(by_subject.get(subject, float("inf")), float(entry["top1"]))
+    checks = []
+    for subject, base in by_subject.items():
+        matches = [r for r in run.results if result_subject(r, with_batch=False) == subject]
+        if matches and not any(r.get("status") == "pass" for r in matches):
+            continue  # the status check already fails this artifact
+        values = [r.get("top1") for r in matches if r.get("top1") is not None]
+        checks.append(
+            _top1_check(f"baseline.top1[{subject}]", min(values) if values else None, base, tolerance)
+        )
+    return checks
+
+
+def _top1_check(name: str, current: float | None, base: float, tolerance: float) -> Check:
+    if current is None:
+        return Check(
+            name, "baseline.top1", False, "not measured in this run; bench it or record a new baseline"
+        )
+    allowed = base - tolerance
+    passed = current >= allowed
+    extra = f"baseline {format_value(base, '%')} -{tolerance:g} points"
+    return Check(
+        name,
+        "baseline.top1",
+        passed,
+        compare_message(current, allowed, "%", passed, False, extra),
+        current,
+        allowed,
+        "%",
+    )
+
+
+def _p99_checks(run: RunData, baseline: dict[str, Any], tolerance: float) -> list[Check]:
+    checks = []
+    for entry in baseline.get("results") or []:
+        base = entry.get("p99_ms")
+        if base is None:
+            continue
+        subject = f"{entry.get('format')}@{entry.get('device', 'local')},bs={entry.get('batch_size', 1)}"
+        name = f"baseline.p99[{subject}]"
+        matches = [r for r in run.results if result_subject(r) == subject]
+        if matches and not any(r.get("status") == "pass" for r in matches):
+            continue
+        values = [(r.get("latency") or {}).get("p99_ms") for r in matches if r.get("status") == "pass"]
+        values = [v for v in values if v is not None]
+        if not values:
+            checks.append(
+                Check(
+                    name, "baseline.p99", False, "not measured in this run; bench it or record a new baseline"
+                )
+            )
+            continue
+        current, allowed = max(values), float(base) * (1 + tolerance)
+        passed = current <= allowed
+        extra = f"baseline {format_value(float(base), 'ms')} +{tolerance * 100:g} %"
+        checks.append(
+            Check(
+                name,
+                "baseline.p99",
+                passed,
+                compare_message(current, allowed, "ms", passed, True, extra),
+                current,
+                allowed,
+                "ms",
+            )
+        )
+    return checks
+
+
+def _short(recipe_id: str | None) -> str:
+    return "none" if not recipe_id else str(recipe_id)[:12]

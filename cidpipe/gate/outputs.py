@@ -1,0 +1,100 @@
+"""The gate's outputs for CI: gate.json, JUnit XML and a Markdown summary for $GITHUB_STEP_SUMMARY."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+from cidpipe.errors import UsageError
+from cidpipe.gate.files import atomic_write_bytes, atomic_write_text
+from cidpipe.gate.numbers import format_value
+from cidpipe.gate.report import GateReport
+
+JUNIT_SUITE = "cidpipe-gate"
+
+
+def write_gate_json(report: GateReport, path: Path) -> Path:
+    """Write ``report.to_dict()``; the run's own copy lives at runs/<name>/gate/gate.json."""
+    return atomic_write_text(Path(path), json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def load_gate_json(path: Path) -> GateReport:
+    try:
+        data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UsageError(f"cannot read gate report {path} ({err}); run the gate again") from err
+    return GateReport.from_dict(data)
+
+
+def write_junit(report: GateReport, path: Path) -> Path:
+    """One testsuite ``cidpipe-gate``, one testcase per check, a <failure> with "measured vs allowed"."""
+    suites = ET.Element(
+        "testsuites", name="cidpipe", tests=str(len(report.checks)), failures=str(len(report.failed))
+    )
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=JUNIT_SUITE,
+        tests=str(len(report.checks)),
+        failures=str(len(report.failed)),
+        errors="0",
+        skipped="0",
+        time="0",
+        timestamp=report.created_at or "",
+    )
+    properties = ET.SubElement(suite, "properties")
+    for key in ("run", "recipe", "recipe_id"):
+        ET.SubElement(properties, "property", name=key, value=str(getattr(report, key) or ""))
+    for check in report.checks:
+        case = ET.SubElement(
+            suite, "testcase", name=check.name, classname=f"{JUNIT_SUITE}.{check.kind}", time="0"
+        )
+        if not check.passed:
+            failure = ET.SubElement(case, "failure", message=check.message, type=check.kind)
+            failure.text = f"{check.name}: {check.message}"
+        else:
+            ET.SubElement(case, "system-out").text = check.message
+    if report.notes:
+        ET.SubElement(suite, "system-out").text = "\n".join(report.notes)
+    ET.indent(suites)
+    data = ET.tostring(suites, encoding="utf-8", xml_declaration=True)
+    return atomic_write_bytes(Path(path), data + b"\n")
+
+
+def markdown_summary(report: GateReport) -> str:
+    """A short Markdown verdict and a table with ✅/❌ per check."""
+    if report.passed:
+        head = f"### ✅ cidpipe gate passed: {report.run} ({len(report.checks)} checks)"
+    else:
+        counts = f"{len(report.failed)} of {len(report.checks)} checks failed"
+        head = f"### ❌ cidpipe gate failed: {report.run} ({counts})"
+    lines = [head, "", f"Recipe `{report.recipe}` (id `{(report.recipe_id or 'none')[:12]}`)", ""]
+    if report.checks:
+        lines += ["| | Check | Measured | Allowed | Details |", "|---|---|---|---|---|"]
+        for check in report.checks:
+            mark = "✅" if check.passed else "❌"
+            measured = format_value(check.measured, check.unit) if check.measured is not None else "—"
+            allowed = format_value(check.allowed, check.unit) if check.allowed is not None else "—"
+            lines.append(
+                f"| {mark} | `{_cell(check.name)}` | {measured} | {allowed} | {_cell(check.message)} |"
+            )
+    for note in report.notes:
+        lines.append(f"\n> {_cell(note)}")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown_summary(report: GateReport, path: Path, *, append: bool = False) -> Path:
+    """Write the summary; ``append=True`` adds it to an existing file such as $GITHUB_STEP_SUMMARY."""
+    path = Path(path)
+    text = markdown_summary(report)
+    if append:
+        with path.open("a", encoding="utf-8") as summary:  # GitHub collects appends to this file per step
+            summary.write(text)
+        return path
+    return atomic_write_text(path, text)
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")

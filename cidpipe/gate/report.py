@@ -1,0 +1,72 @@
+"""The gate's verdict: one :class:`Check` per threshold, serialisable as gate.json."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GATE_SCHEMA = 1
+
+
+@dataclass
+class Check:
+    """One threshold applied to one measured number (or one artifact's status)."""
+
+    name: str
+    kind: str
+    passed: bool
+    message: str
+    measured: float | None = None
+    allowed: float | None = None
+    unit: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class GateReport:
+    """The checks of one run; ``passed`` is True only when every check passed."""
+
+    run: str
+    recipe: str | None
+    recipe_id: str | None
+    checks: list[Check] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    baseline: dict[str, Any] | None = None
+    created_at: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return all(check.passed for check in self.checks)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [check for check in self.checks if not check.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": GATE_SCHEMA,
+            "run": self.run,
+            "recipe": self.recipe,
+            "recipe_id": self.recipe_id,
+            "passed": self.passed,
+            "counts": {"total": len(self.checks), "failed": len(self.failed)},
+            "baseline": self.baseline,
+            "notes": list(self.notes),
+            "created_at": self.created_at,
+            "checks": [check.to_dict() for check in self.checks],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateReport:
+        checks = [Check(**check) for check in data.get("checks", [])]
+        return cls(
+            run=data.get("run", ""),
+            recipe=data.get("recipe"),
+            recipe_id=data.get("recipe_id"),
+            checks=checks,
+            notes=list(data.get("notes", [])),
+            baseline=data.get("baseline"),
+            created_at=data.get("created_at", ""),
+        )

@@ -1,0 +1,100 @@
+"""Read a finished run directory (runs/<name>/<stage>/manifest.json) for the gate and the report.
+
+Only reads what the stages wrote; nothing here guesses artifact paths from names.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cidpipe.errors import UsageError
+
+STAGES = ("teacher", "student", "quantize", "export", "bench")
+GATE_JSON = Path("gate") / "gate.json"
+
+
+@dataclass
+class RunData:
+    """Everything the gate and the report need from one run directory."""
+
+    path: Path
+    manifests: dict[str, dict[str, Any]]
+    recipe_text: str | None = None
+    gate: dict[str, Any] | None = None
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def recipe(self) -> str | None:
+        return self._latest("recipe")
+
+    @property
+    def recipe_id(self) -> str | None:
+        return self._latest("recipe_id")
+
+    def _latest(self, key: str) -> str | None:
+        # The last stage that ran carries the recipe that produced the artifacts being judged.
+        for stage in reversed(STAGES):
+            value = self.manifests.get(stage, {}).get(key)
+            if value is not None:
+                return str(value)
+        return None
+
+    def metrics(self, stage: str) -> dict[str, Any]:
+        return self.manifests.get(stage, {}).get("metrics") or {}
+
+    @property
+    def reference_top1(self) -> float | None:
+        """The FP32 PyTorch student's test top-1: the base for "drop vs FP32"."""
+        reference = self.metrics("bench").get("reference") or {}
+        if reference.get("top1") is not None:
+            return float(reference["top1"])
+        student_top1 = self.metrics("student").get("test_top1")
+        return None if student_top1 is None else float(student_top1)
+
+
+def result_subject(result: dict[str, Any], with_batch: bool = True) -> str:
+    """The name a bench result goes by in checks and tables, e.g. ``onnx-int8@local,bs=1``."""
+    subject = f"{result.get('format', '?')}@{result.get('device', 'local')}"
+    if with_batch:
+        subject += f",bs={result.get('batch_size', 1)}"
+    return subject
+
+
+def load_run(run_dir: Path) -> RunData:
+    """Load the manifests of ``run_dir``; a directory without any stage manifest is a usage error."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UsageError(f"run directory {run_dir} does not exist; pass runs/<name> of a finished run")
+    manifests: dict[str, dict[str, Any]] = {}
+    for stage in STAGES:
+        manifest_path = run_dir / stage / "manifest.json"
+        if manifest_path.is_file():
+            manifests[stage] = _read_json(manifest_path)
+    if not manifests:
+        raise UsageError(
+            f"{run_dir} is not a run directory (no <stage>/manifest.json for any of {', '.join(STAGES)}); "
+            "pass runs/<name> after `cidpipe run`"
+        )
+    recipe_path = run_dir / "recipe.yaml"
+    recipe_text = recipe_path.read_text(encoding="utf-8") if recipe_path.is_file() else None
+    gate_path = run_dir / GATE_JSON
+    gate = _read_json(gate_path) if gate_path.is_file() else None
+    results = list(manifests.get("bench", {}).get("metrics", {}).get("results") or [])
+    return RunData(run_dir, manifests, recipe_text, gate, results)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise UsageError(f"cannot read {path}: {err}; rerun the stage that writes it") from err
+    if not isinstance(data, dict):
+        raise UsageError(f"{path} does not hold a JSON object; rerun the stage that writes it")
+    return data

@@ -1,0 +1,81 @@
+"""Accuracy-budget fallback: keep the most INT8-sensitive nodes in float, one at a time, until it holds.
+
+Cost is bounded: at most ``max_candidates`` sensitivity probes (each: quantize with that node alone in float,
+measure top-1) plus at most ``max_float_nodes`` greedy steps. Calibration ranges are computed once and reused
+by every probe when onnxruntime supports a calibration cache (>= 1.32), so a probe costs one quantizer pass
+and one validation run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cidpipe.errors import ParityError
+
+
+@dataclass
+class BudgetOutcome:
+    nodes_in_float: list[str]
+    top1_int8: float
+    model_path: Path
+    sensitivity: list[dict[str, float | str]] = field(default_factory=list)
+    quantizations: int = 0
+
+
+def order_candidates(nodes: Sequence[str], limit: int) -> list[str]:
+    """Which nodes to probe when there are more than ``limit``: the first layer and then from the output end.
+
+    The input convolution and the last layers (classifier, CID's context branch) are the usual INT8-sensitive
+    ones in image classifiers; middle blocks rarely are.
+    """
+    nodes = list(nodes)
+    if len(nodes) <= 2:
+        return nodes[:limit]
+    ordered = [nodes[0], *reversed(nodes[1:])]
+    return ordered[:limit]
+
+
+def fit_accuracy_budget(
+    quantize: Callable[[list[str]], Path],
+    top1_of: Callable[[Path], float],
+    *,
+    top1_fp32: float,
+    top1_int8: float,
+    candidates: Sequence[str],
+    max_drop: float,
+    max_candidates: int,
+    max_float_nodes: int,
+) -> BudgetOutcome:
+    """Greedy fallback; ``quantize(nodes_in_float) -> path`` and ``top1_of(path) -> percent`` do the work."""
+    measured: dict[tuple[str, ...], tuple[float, Path]] = {}
+    count = 0
+
+    def measure(nodes: list[str]) -> tuple[float, Path]:
+        nonlocal count
+        key = tuple(sorted(nodes))
+        if key not in measured:
+            path = quantize(list(nodes))
+            count += 1
+            measured[key] = (top1_of(path), path)
+        return measured[key]
+
+    probed = order_candidates(candidates, max_candidates)
+    sensitivity = [{"node": node, "top1_int8": measure([node])[0]} for node in probed]
+    ranked = [s["node"] for s in sorted(sensitivity, key=lambda s: -float(s["top1_int8"]))]
+
+    in_float: list[str] = []
+    best = top1_int8
+    for node in ranked[:max_float_nodes]:
+        in_float.append(str(node))
+        best, path = measure(in_float)
+        if top1_fp32 - best <= max_drop:
+            return BudgetOutcome(list(in_float), best, path, sensitivity, count)
+    raise ParityError(
+        f"INT8 drop {top1_fp32 - best:.2f} points > budget {max_drop:g} even with {len(in_float)} nodes "
+        "in float "
+        f"(FP32 top-1 {top1_fp32:.2f}%, INT8 {best:.2f}%, {len(probed)} of {len(candidates)} nodes probed); "
+        "try quantize.calibration.method=entropy or percentile, more calibration samples, a larger "
+        "quantize.max_float_nodes, a looser quantize.max_drop, or ship the FP32/FP16 artifact"
+    )

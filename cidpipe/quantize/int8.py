@@ -1,0 +1,257 @@
+"""Static INT8 quantization (onnxruntime, QDQ format) with calibration on training images and an
+optional accuracy budget.
+
+Types per target:
+- ``cpu``: U8 activations + S8 weights, the pair ORT's x86/ARM kernels are fastest with. ``reduce_range``
+  (7-bit weights) only matters on x86 CPUs without VNNI, where the U8S8 AVX2/AVX-512 path accumulates in
+  int16 and can saturate; VNNI (and ARM dot-product) CPUs need not lose the bit, so it is off by default and
+  a recipe switch (quantize.reduce_range) for old x86 targets.
+- ``trt``: S8/S8 symmetric (zero point 0, which TensorRT's explicit quantization requires), Q/DQ on weights
+  too (``AddQDQPairToWeight``: TensorRT folds the pair itself) and a dedicated Q/DQ pair per consumer so its
+  fusions are not blocked by shared pairs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+import logging
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+from onnxruntime.quantization import (
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quant_pre_process,
+    quantize_static,
+)
+
+from cidpipe.errors import ModelError, UsageError
+from cidpipe.export.atomic import atomic_write_with
+from cidpipe.export.ort_run import make_session, run_onnx, top1_percent
+from cidpipe.export.torch2onnx import load_onnx_checked
+from cidpipe.quantize.budget import fit_accuracy_budget
+from cidpipe.quantize.calibration import ArrayCalibrationReader, calibration_fingerprint, check_calibration
+from cidpipe.quantize.config import QuantizeConfig
+
+SENSITIVE_OP_TYPES = ("Conv", "Gemm", "MatMul")
+_METHODS = {
+    "minmax": CalibrationMethod.MinMax,
+    "entropy": CalibrationMethod.Entropy,
+    "percentile": CalibrationMethod.Percentile,
+}
+_HAS_CALIB_CACHE = "calibration_cache_path" in inspect.signature(quantize_static).parameters
+
+
+def quant_settings(cfg: QuantizeConfig) -> tuple[QuantType, QuantType, dict[str, Any]]:
+    """(activation type, weight type, extra_options) for ``cfg.target`` and the calibration method."""
+    extra: dict[str, Any] = {}
+    if cfg.target == "cpu":
+        act, weight = QuantType.QUInt8, QuantType.QInt8
+    else:
+        act, weight = QuantType.QInt8, QuantType.QInt8
+        extra.update(
+            ActivationSymmetric=True,
+            WeightSymmetric=True,
+            AddQDQPairToWeight=True,
+            DedicatedQDQPair=True,
+            QDQOpTypePerChannelSupportToAxis={"MatMul": 1},
+        )
+    if cfg.calibration.method == "percentile":
+        extra["CalibPercentile"] = float(cfg.calibration.percentile)
+    return act, weight, extra
+
+
+def quantize_static_int8(
+    fp32_onnx: Path,
+    out_path: Path,
+    calib_x: np.ndarray | None,
+    cfg: QuantizeConfig,
+    *,
+    val: tuple[np.ndarray, np.ndarray] | None = None,
+    nodes_to_exclude: Sequence[str] = (),
+    batch_size: int = 32,
+) -> dict[str, Any]:
+    """Quantize ``fp32_onnx`` to ``out_path``; returns what was done and, with ``val``, what it cost in top-1.
+
+    With ``cfg.max_drop`` and ``val`` the budget is enforced (see budget.py); ParityError when it cannot be.
+    ``nodes_to_exclude`` are node names always kept in float (e.g. from :func:`softmax_branch_nodes`).
+    """
+    calib = check_calibration(calib_x)
+    fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
+    fp32_proto = load_onnx_checked(fp32_onnx)
+    if cfg.max_drop is not None and val is None:
+        raise UsageError("quantize.max_drop is set but no validation images were given to measure the drop")
+    act, weight, extra = quant_settings(cfg)
+    method = _METHODS[cfg.calibration.method]
+    with tempfile.TemporaryDirectory(prefix="cidpipe-quant-") as work_dir:
+        work = Path(work_dir)
+        pre = _preprocess(fp32_onnx, work / "pre.onnx")
+        input_name = onnx.load(str(pre)).graph.input[0].name
+        reader = ArrayCalibrationReader(input_name, calib, batch_size)
+        cache = work / "calibration.json" if _HAS_CALIB_CACHE else None
+        counter = iter(range(1_000_000))
+
+        def quantize(nodes_in_float: list[str]) -> Path:
+            out = work / f"int8_{next(counter)}.onnx"
+            reader.rewind()
+            kwargs = {"calibration_cache_path": str(cache)} if cache is not None else {}
+            try:
+                quantize_static(
+                    str(pre),
+                    str(out),
+                    reader,
+                    quant_format=QuantFormat.QDQ,
+                    per_channel=cfg.per_channel,
+                    reduce_range=cfg.reduce_range,
+                    activation_type=act,
+                    weight_type=weight,
+                    nodes_to_exclude=[*nodes_to_exclude, *nodes_in_float],
+                    calibrate_method=method,
+                    extra_options=extra,
+                    **kwargs,
+                )
+            except Exception as err:
+                raise ModelError(f"onnxruntime could not quantize {fp32_onnx}: {_first_line(err)}") from err
+            return out
+
+        with _quiet_ort_logging():
+            chosen = quantize([])
+            result: dict[str, Any] = {
+                "top1_fp32": None,
+                "top1_int8": None,
+                "drop": None,
+                "nodes_in_float": [],
+                "calibration": {"method": cfg.calibration.method, **calibration_fingerprint(calib)},
+                "activation_type": _type_name(act),
+                "weight_type": _type_name(weight),
+                "per_channel": cfg.per_channel,
+                "reduce_range": cfg.reduce_range,
+                "target": cfg.target,
+                "quant_format": "QDQ",
+                "nodes_excluded": list(nodes_to_exclude),
+                "quantizations": 1,
+            }
+            if val is not None:
+                val_x, val_y = np.asarray(val[0], np.float32), np.asarray(val[1])
+                if len(val_x) == 0:
+                    raise UsageError("validation images for the INT8 accuracy check are empty")
+
+                def top1_of(path: Path) -> float:
+                    return top1_percent(run_onnx(make_session(path), val_x), val_y)
+
+                top1_fp32, top1_int8 = top1_of(fp32_onnx), top1_of(chosen)
+                if cfg.max_drop is not None and top1_fp32 - top1_int8 > cfg.max_drop:
+                    outcome = fit_accuracy_budget(
+                        quantize,
+                        top1_of,
+                        top1_fp32=top1_fp32,
+                        top1_int8=top1_int8,
+                        candidates=quantizable_nodes(pre),
+                        max_drop=cfg.max_drop,
+                        max_candidates=cfg.max_sensitivity_candidates,
+                        max_float_nodes=cfg.max_float_nodes,
+                    )
+                    chosen, top1_int8 = outcome.model_path, outcome.top1_int8
+                    result.update(
+                        nodes_in_float=outcome.nodes_in_float,
+                        sensitivity=outcome.sensitivity,
+                        quantizations=1 + outcome.quantizations,
+                    )
+                result.update(top1_fp32=top1_fp32, top1_int8=top1_int8, drop=top1_fp32 - top1_int8)
+        _save_with_metadata(chosen, out_path, fp32_proto, result)
+    return result
+
+
+def quantizable_nodes(onnx_path: Path, op_types: Sequence[str] = SENSITIVE_OP_TYPES) -> list[str]:
+    """Names of the nodes the budget fallback may keep in float, in graph order."""
+    return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type in op_types]
+
+
+def softmax_branch_nodes(onnx_path: Path) -> list[str]:
+    """CID's context branch: every Softmax and the MatMul/Gemm nodes that consume its output (p @ D)."""
+    graph = onnx.load(str(onnx_path)).graph
+    softmax_out = {o for n in graph.node if n.op_type == "Softmax" for o in n.output}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "Softmax" or (n.op_type in ("MatMul", "Gemm") and softmax_out & set(n.input))
+    ]
+
+
+def _preprocess(src: Path, dst: Path) -> Path:
+    """ORT's recommended pre-processing (shape inference + graph optimisation), then name every node so
+    nodes_to_exclude can address it."""
+    try:
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+    except Exception as err:
+        raise ModelError(
+            f"onnxruntime cannot pre-process {src} for quantization: {_first_line(err)}"
+        ) from err
+    proto = onnx.load(str(dst))
+    for i, node in enumerate(proto.graph.node):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    onnx.save_model(proto, str(dst))
+    return dst
+
+
+def _save_with_metadata(
+    src: Path, out_path: Path, fp32_proto: onnx.ModelProto, result: dict[str, Any]
+) -> None:
+    proto = onnx.load(str(src))
+    props = {p.key: p.value for p in fp32_proto.metadata_props}
+    props.update(
+        precision="int8",
+        quantization=json.dumps(
+            {
+                k: result[k]
+                for k in (
+                    "calibration",
+                    "activation_type",
+                    "weight_type",
+                    "per_channel",
+                    "target",
+                    "nodes_in_float",
+                    "drop",
+                )
+            }
+        ),
+    )
+    del proto.metadata_props[:]
+    onnx.helper.set_model_props(proto, props)
+    onnx.checker.check_model(proto)
+
+    def write(tmp: Path) -> None:
+        onnx.save_model(proto, str(tmp), save_as_external_data=False)
+
+    atomic_write_with(out_path, write)
+
+
+def _type_name(qtype: QuantType) -> str:
+    return {QuantType.QUInt8: "uint8", QuantType.QInt8: "int8"}.get(qtype, str(qtype))
+
+
+@contextlib.contextmanager
+def _quiet_ort_logging() -> Iterator[None]:
+    """ORT's quantizer logs warnings through the root logger and prints histogram progress to stdout."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0][:300] if text else type(err).__name__

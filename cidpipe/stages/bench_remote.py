@@ -1,0 +1,148 @@
+"""Bench rows measured on a device from the inventory (SSH / Jetson) rather than in this process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cidpipe.bench.devices.inventory import DeviceSpec, load_inventory
+from cidpipe.bench.devices.remote import run_remote_bench
+from cidpipe.bench.result import ArtifactSpec, BenchResult
+from cidpipe.config import Recipe
+from cidpipe.errors import CidpipeError
+
+
+def bench_remote(
+    device_name: str, artifacts: list[ArtifactSpec], eval_npz: Path, recipe: Recipe
+) -> list[BenchResult]:
+    device = load_inventory(recipe.bench.inventory).get_device(device_name)
+    rows: list[BenchResult] = []
+    for spec in artifacts:
+        if spec.format.startswith("onnx"):
+            rows += _runtime_rows(device, spec, eval_npz, recipe)
+    if device.kind == "jetson" and "trt" in recipe.export.targets:
+        rows += _jetson_trt_rows(device, artifacts, recipe)
+    return rows
+
+
+def _runtime_rows(
+    device: DeviceSpec, spec: ArtifactSpec, eval_npz: Path, recipe: Recipe
+) -> list[BenchResult]:
+    base = {"artifact": spec.name, "format": spec.format, "backend": "onnxruntime", "device": device.name}
+    try:
+        out = run_remote_bench(
+            device, spec.path, eval_npz, "onnxruntime", recipe.bench, provider=recipe.bench.ort_provider
+        )
+    except CidpipeError as err:
+        # One device or artifact failing is that row's status; the rest of the bench goes on.
+        return [
+            BenchResult(**base, provider=None, batch_size=bs, status="failed", error=str(err))
+            for bs in recipe.bench.batch_sizes
+        ]
+    accuracy = out.get("accuracy") or {}
+    agreement = accuracy.get("agreement")
+    status = "pass" if agreement is None or agreement >= recipe.bench.min_agreement else "exported-but-failed"
+    rows = []
+    for lat in out.get("latency", []):
+        stats = {k: v for k, v in lat.items() if k not in ("batch_size", "throughput_ips")}
+        rows.append(
+            BenchResult(
+                **base,
+                provider=out.get("provider"),
+                batch_size=int(lat["batch_size"]),
+                status=status,
+                top1=accuracy.get("top1"),
+                top5=accuracy.get("top5"),
+                agreement=agreement,
+                latency=stats,
+                throughput_ips=lat.get("throughput_ips"),
+                size_bytes=out.get("model_bytes"),
+                peak_mem_bytes=out.get("peak_rss_bytes"),
+                threads=out.get("threads"),
+                extra={
+                    "host": out.get("host"),
+                    "remote": out.get("remote"),
+                    "warnings": out.get("warnings", []),
+                },
+            )
+        )
+    return rows
+
+
+def _jetson_trt_rows(device: DeviceSpec, artifacts: list[ArtifactSpec], recipe: Recipe) -> list[BenchResult]:
+    """Build the engine on the board with trtexec (same flags as the export stage) and time it there.
+
+    trtexec measures latency and power only; accuracy of an engine needs the TensorRT Python bindings on
+    the board and is reported by the runtime when an engine file is benched directly.
+    """
+    from cidpipe.bench.devices.jetson import build_engine_on_device, time_engine_on_device
+    from cidpipe.bench.devices.ssh import SshTarget
+    from cidpipe.export.trtexec import trtexec_command
+
+    trt = recipe.export.trt
+    source = next(
+        (a for a in artifacts if a.format == ("onnx-int8" if trt.precision == "int8" else "onnx-fp32")), None
+    )
+    if source is None:
+        return []
+    fmt = f"trt-{trt.precision}"
+    rows = []
+    for batch in recipe.bench.batch_sizes:
+        base = {
+            "artifact": f"{Path(source.path).stem}.engine",
+            "format": fmt,
+            "backend": "trtexec",
+            "device": device.name,
+            "provider": "TensorRT",
+            "batch_size": batch,
+        }
+        try:
+            shape = tuple(_input_shape(recipe))
+            args = trtexec_command(
+                source.path,
+                Path("model.engine"),
+                trt,
+                input_shape=shape,
+                extra={"shapes": f"input:{batch}x{'x'.join(map(str, shape))}"},
+            )
+            with SshTarget(device) as target:
+                engine, _log = build_engine_on_device(device, source.path, args, target=target)
+                timing = time_engine_on_device(device, engine, args, target=target)
+        except CidpipeError as err:
+            rows.append(BenchResult(**base, status="failed", error=str(err)))
+            continue
+        rows.append(_timing_row(base, timing, batch))
+    return rows
+
+
+def _timing_row(base: dict[str, Any], timing, batch: int) -> BenchResult:
+    stats = timing.trtexec.get("stats", {}).get("latency", {})
+    latency = {
+        "mean_ms": stats.get("mean_ms"),
+        "p50_ms": stats.get("median_ms"),
+        "p90_ms": stats.get("p90_ms"),
+        "p99_ms": stats.get("p99_ms"),
+        "min_ms": stats.get("min_ms"),
+        "max_ms": stats.get("max_ms"),
+    }
+    qps = timing.trtexec.get("throughput_qps")
+    return BenchResult(
+        **base,
+        status="pass",
+        latency=latency,
+        throughput_ips=qps * batch if qps else None,
+        power_w=timing.average_power_w,
+        energy_mj_per_inference=timing.energy_per_inference_mj,
+        extra={
+            "power_mode": timing.power_mode,
+            "clocks": timing.clocks,
+            "tensorrt": timing.trtexec.get("tensorrt_version"),
+        },
+    )
+
+
+def _input_shape(recipe: Recipe) -> list[int]:
+    from cidpipe.manifest import read_manifest
+    from cidpipe.stages.common import stage_dir
+
+    return list((read_manifest(stage_dir(recipe, "export")).model or {})["input_shape"])

@@ -1,0 +1,117 @@
+"""What the teacher (``train``) and student (``distill``) stages share: fit one model per seed, evaluate the
+chosen checkpoint on the test split(s), publish the first seed's deployable model with the manifest."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from cidpipe.data.base import DatasetBundle
+from cidpipe.manifest import StageWork
+from cidpipe.modelio import model_spec, save_weights
+from cidpipe.stages.common import StageOptions, StageResult
+from cidpipe.train_config import OptimConfig
+from cidpipe.training.evaluate import top1_accuracy
+from cidpipe.training.loop import RunSettings, fit
+
+
+def place_on_device(bundle: DatasetBundle, recipe, options: StageOptions) -> DatasetBundle:
+    """Keep tensor-sized splits on the training device (the fast path) when the recipe allows it."""
+    from cidpipe.data.resident import place_split
+
+    mode = recipe.data.device_resident
+    bundle.train = place_split(bundle.train, options.device, mode)
+    bundle.val = place_split(bundle.val, options.device, mode)
+    return bundle
+
+
+def evaluate_splits(predict: Callable, bundle: DatasetBundle, device: str, batch_size: int) -> dict[str, Any]:
+    metrics: dict[str, Any] = {
+        "test_top1": top1_accuracy(predict, bundle.test, device=device, batch_size=batch_size)
+    }
+    if bundle.extra_test:
+        bias = {
+            name: top1_accuracy(predict, split, device=device, batch_size=batch_size)
+            for name, split in bundle.extra_test.items()
+        }
+        if "aligned" in bias and "conflicting" in bias:
+            bias["gap"] = bias["aligned"] - bias["conflicting"]
+        metrics["bias"] = bias
+    return metrics
+
+
+def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    summary: dict[str, Any] = {"seeds": per_seed}
+    for key in ("val_top1", "test_top1"):
+        values = [s[key] for s in per_seed]
+        summary[f"{key}_mean"] = statistics.fmean(values)
+        summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return summary
+
+
+def fit_and_publish(
+    work: StageWork,
+    bundle: DatasetBundle,
+    optim: OptimConfig,
+    *,
+    arch: str,
+    base_lr: float,
+    make_distiller: Callable[[int], torch.nn.Module],
+    options: StageOptions,
+    batch_size: int,
+    eval_batch_size: int,
+    augment: bool = True,
+) -> StageResult:
+    """``make_distiller(seed)`` builds a freshly initialised distiller under that seed."""
+    work.open()
+    per_seed: list[dict[str, Any]] = []
+    published: dict[str, Any] = {}
+    for index, seed in enumerate(optim.seeds):
+        torch.manual_seed(seed)
+        distiller = make_distiller(seed)
+        label = f"{work.stage} {arch}" + (f" seed {seed}" if len(optim.seeds) > 1 else "")
+        run = RunSettings(
+            device=options.device,
+            seed=seed,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            base_lr=base_lr,
+            checkpoint_path=work.path(f"checkpoints/seed{seed}.pt"),
+            resume=options.resume,
+            label=label,
+            augment=augment,
+        )
+        result = fit(distiller, bundle, optim, run, console=options.out)
+        distiller.load_state_dict(result.best_state)
+        distiller.eval()
+        metrics = {
+            "seed": seed,
+            "val_top1": result.best_val_top1,
+            "best_epoch": result.best_epoch,
+            **evaluate_splits(distiller.predict, bundle, options.device, eval_batch_size),
+            "train_seconds": round(result.seconds, 2),
+        }
+        per_seed.append(metrics)
+        if index == 0:  # the first seed's model is the one the later stages consume
+            deployable = distiller.deployable().cpu().eval()
+            save_weights(deployable, work.path("model.safetensors"))
+            work.add_artifact("model", "model.safetensors")
+            params = sum(p.numel() for p in deployable.parameters())
+            published = {
+                "history": result.history,
+                "params": params,
+                "spec": model_spec(arch, bundle, distiller.deployment_spec(), params),
+            }
+    metrics = {
+        **{k: v for k, v in per_seed[0].items() if k != "seed"},
+        "params": published["params"],
+        "history": published["history"],
+        "data": bundle.describe(),
+    }
+    if len(per_seed) > 1:
+        metrics.update(summarise_seeds(per_seed))
+    manifest = work.commit(metrics=metrics, model=published["spec"], device=options.device)
+    return StageResult(work.stage, work.stage_dir, manifest, cached=False)

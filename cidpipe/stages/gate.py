@@ -1,0 +1,53 @@
+"""The ``gate`` stage: thresholds and an optional baseline applied to a finished run directory.
+
+Not cached: it is cheap and its inputs (gate file, baseline) live outside the run. It writes
+gate/gate.json (read by the report), gate/junit.xml and gate/summary.md, and returns the verdict.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from cidpipe.gate import (
+    GATE_JSON,
+    GateConfig,
+    GateReport,
+    evaluate_gate,
+    load_baseline,
+    save_baseline,
+    write_gate_json,
+    write_junit,
+    write_markdown_summary,
+)
+
+
+@dataclass
+class GateOutputs:
+    report: GateReport
+    gate_json: Path
+    junit: Path
+    summary: Path
+    baseline_saved: Path | None = None
+
+
+def run_gate(
+    run_dir: Path,
+    gate: GateConfig,
+    *,
+    baseline: Path | None = None,
+    save_baseline_to: Path | None = None,
+    junit: Path | None = None,
+    summary: Path | None = None,
+) -> GateOutputs:
+    run_dir = Path(run_dir)
+    baseline_data = load_baseline(baseline) if baseline is not None else None
+    report = evaluate_gate(run_dir, gate, baseline_data)
+    gate_json = write_gate_json(report, run_dir / GATE_JSON)
+    junit_path = write_junit(report, junit or run_dir / "gate" / "junit.xml")
+    summary_path = write_markdown_summary(report, summary or run_dir / "gate" / "summary.md")
+    saved = None
+    if save_baseline_to is not None:
+        save_baseline(run_dir, save_baseline_to)
+        saved = Path(save_baseline_to)
+    return GateOutputs(report, Path(gate_json), Path(junit_path), Path(summary_path), saved)

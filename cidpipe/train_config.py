@@ -1,0 +1,50 @@
+"""Model and optimisation sections shared by the teacher (``train``) and the student (``distill``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from cidpipe.sections import Section
+
+
+class ModelConfig(Section):
+    arch: str = Field(..., description="model registry name, e.g. resnet8x4, wrn_40_2, mobilenetv2")
+    checkpoint: Path | None = Field(
+        None, description="start from these weights (safetensors or torch weights) instead of training"
+    )
+
+
+class OptimConfig(Section):
+    epochs: int = Field(240, ge=1)
+    lr: float | None = Field(None, gt=0, description="default 0.05, or 0.01 for MobileNetV2/ShuffleNet")
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["multistep", "cosine"] = "multistep"
+    milestones: list[int] = Field(
+        [150, 180, 210], description="LR x gamma after these epochs, given for reference_epochs and scaled"
+    )
+    reference_epochs: int = Field(240, ge=1, description="the schedule the milestones were written for")
+    gamma: float = 0.1
+    amp: Literal["auto", "off", "bf16", "fp16"] = Field(
+        "auto", description="autocast dtype; auto = bf16 on CUDA"
+    )
+    channels_last: bool | None = Field(None, description="default: on for CUDA")
+    compile: bool = Field(False, description="torch.compile the training step (opt-in)")
+    seeds: list[int] = Field(
+        [0], min_length=1, description="one run per seed; results reported as mean ± std"
+    )
+
+
+class TeacherConfig(Section):
+    enabled: bool = True
+    model: ModelConfig
+    train: OptimConfig = OptimConfig()
+
+
+class StudentConfig(Section):
+    model: ModelConfig
+    train: OptimConfig = OptimConfig()

@@ -1,0 +1,48 @@
+"""Top-1 / top-5 / agreement of any backend on an evaluation set; every number in percent."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def tile_to_batch(x: np.ndarray, batch_size: int) -> np.ndarray:
+    """``batch_size`` samples from ``x``, repeating samples when the set is smaller."""
+    return x[np.arange(batch_size) % len(x)]
+
+
+def predict_logits(backend: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits for every sample; the last batch is padded to a full batch so fixed-batch engines work."""
+    chunks = []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size]
+        real = len(batch)
+        if real < batch_size:
+            batch = tile_to_batch(batch, batch_size)
+        chunks.append(np.asarray(backend.run(batch))[:real])
+    return np.concatenate(chunks, axis=0)
+
+
+def evaluate(
+    backend: Any, x: np.ndarray, y: np.ndarray, batch_size: int, ref_pred: np.ndarray | None = None
+) -> dict[str, Any]:
+    """{"n", "top1", "top5" (only when there are more than 5 classes), "agreement" (with ref_pred)}."""
+    if len(x) == 0:
+        raise ValueError("the evaluation set is empty")
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} samples but y has {len(y)}")
+    logits = predict_logits(backend, x, batch_size)
+    labels = np.asarray(y, dtype=np.int64)
+    pred = logits.argmax(axis=1)
+    result: dict[str, Any] = {"n": int(len(labels)), "top1": float((pred == labels).mean() * 100.0)}
+    num_classes = logits.shape[1]
+    if num_classes > 5:
+        top5 = np.argsort(-logits, axis=1, kind="stable")[:, :5]
+        result["top5"] = float((top5 == labels[:, None]).any(axis=1).mean() * 100.0)
+    if ref_pred is not None:
+        reference = np.asarray(ref_pred, dtype=np.int64)
+        if len(reference) != len(labels):
+            raise ValueError(f"ref_pred has {len(reference)} entries for {len(labels)} samples")
+        result["agreement"] = float((pred == reference).mean() * 100.0)
+    return result

@@ -1,0 +1,157 @@
+"""Jetson path over real SSH with stand-in board tools.
+
+There is no Jetson board (nor TensorRT) here, so ``trtexec``, ``tegrastats``, ``nvpmodel`` and
+``jetson_clocks`` are small shell scripts put first on the PATH of the loopback "board" (via the
+device's ``env``). Everything else is real: sshd, the ssh client, uploads, the remote command lines that
+cidpipe builds, the files the tools write on the device, the log retrieval and parsing, the cleanup.
+The stand-ins record the argv they were called with so the tests check the exact command lines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cidpipe.bench.devices import SshTarget, check_device
+from cidpipe.bench.devices.jetson import (
+    build_engine_on_device,
+    device_trtexec_args,
+    parse_clocks,
+    time_engine_on_device,
+)
+from cidpipe.errors import DeviceError
+
+pytestmark = pytest.mark.ssh
+
+FAKE_TOOLS = {
+    "trtexec": r"""
+        #!/bin/sh
+        # stand-in trtexec: record argv, write the engine / touch the timing cache, print a TRT 8.6 log
+        python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$@" >> "$FAKE_LOG_DIR/trtexec.argv"
+        for arg in "$@"; do
+          case "$arg" in
+            --saveEngine=*) printf 'ENGINE' > "${arg#--saveEngine=}" ;;
+            --timingCacheFile=*) printf 'CACHE' >> "${arg#--timingCacheFile=}" ;;
+            --loadEngine=*) [ -f "${arg#--loadEngine=}" ] || { echo "[E] missing engine" >&2; exit 1; } ;;
+            --onnx=*bad*) echo "[E] [TRT] ModelImporter.cpp:771: ERROR: input: unsupported op" >&2; exit 1 ;;
+          esac
+        done
+        echo "&&&& RUNNING TensorRT.trtexec [TensorRT v8602] # trtexec $*"
+        echo "[11/26/2025-10:00:00] [I] TensorRT version: 8.6.2"
+        echo "[11/26/2025-10:00:00] [I] Selected Device: Orin"
+        sleep 0.6
+        echo "[11/26/2025-10:00:01] [I] Throughput: 500 qps"
+        echo "[11/26/2025-10:00:01] [I] Latency: min = 1.9 ms, max = 2.5 ms, mean = 2 ms, median = 2 ms, \
+percentile(90%) = 2.1 ms, percentile(95%) = 2.2 ms, percentile(99%) = 2.4 ms"
+        echo "[11/26/2025-10:00:01] [I] Total Host Walltime: 3.0 s"
+        """,
+    "tegrastats": r"""
+        #!/bin/sh
+        # stand-in tegrastats: --interval MS --logfile FILE, one Orin-style line per interval until killed
+        while [ $# -gt 0 ]; do
+          case "$1" in --interval) interval=$2; shift ;; --logfile) log=$2; shift ;; esac; shift
+        done
+        python3 -c 'import json, sys; print(json.dumps(sys.argv[1:]))' "$interval" "$log" \
+          > "$FAKE_LOG_DIR/tegrastats.argv"
+        while :; do
+          echo "RAM 2020/7620MB (lfb 4x4MB) CPU [12%@1190,off] GR3D_FREQ 45% VDD_IN 5000mW/5000mW \
+VDD_CPU_GPU_CV 1200mW/1200mW" >> "$log"
+          sleep 0.1
+        done
+        """,
+    "nvpmodel": """
+        #!/bin/sh
+        [ "$1" = "-q" ] && printf 'NV Power Mode: MAXN\\n0\\n'
+        """,
+    "jetson_clocks": """
+        #!/bin/sh
+        [ "$1" = "--show" ] && printf 'SOC family:tegra234  Machine:Jetson AGX Orin\\n\
+GPU MinFreq=1300500000 MaxFreq=1300500000 CurrentFreq=1300500000\\n\
+EMC MinFreq=204000000 MaxFreq=3199000000 CurrentFreq=3199000000 FreqOverride=1\\n'
+        """,
+}
+
+
+@pytest.fixture
+def board(sshd, tmp_path):
+    """A jetson-kind device whose PATH starts with the stand-in tools."""
+    fake_bin = tmp_path / "fake-bin"
+    fake_bin.mkdir()
+    for name, script in FAKE_TOOLS.items():
+        path = fake_bin / name
+        path.write_text(textwrap.dedent(script).lstrip())
+        path.chmod(0o755)
+    env = {"PATH": f"{fake_bin}:{os.environ['PATH']}", "FAKE_LOG_DIR": str(tmp_path)}
+    device = sshd.device(name="orin", kind="jetson", workdir=str(tmp_path / "board-workdir"), env=env)
+    return device, tmp_path
+
+
+def recorded_argv(log_dir: Path, tool: str) -> list[list[str]]:
+    return [json.loads(line) for line in (log_dir / f"{tool}.argv").read_text().splitlines()]
+
+
+def test_build_and_time_an_engine_on_the_board(board, tmp_path):
+    device, log_dir = board
+    onnx_path = tmp_path / "student.onnx"
+    onnx_path.write_bytes(b"onnx bytes")
+    local_command = ["trtexec", f"--onnx={onnx_path}", "--saveEngine=/local/student.engine", "--fp16",
+                     "--timingCacheFile=/local/cache", "--skipInference", "--shapes=input:1x3x32x32"]
+    with SshTarget(device) as target:
+        engine, build_log = build_engine_on_device(device, onnx_path, local_command, target=target)
+        timing = time_engine_on_device(device, engine, ["--shapes=input:1x3x32x32", "--iterations=200"],
+                                       target=target)
+        engine_bytes = target.read_file(engine)
+        leftovers = target.run(["ls", "-A", device.workdir]).stdout.split()
+
+    workdir = device.workdir
+    build_argv, timing_argv = recorded_argv(log_dir, "trtexec")
+    assert build_argv[0].startswith(f"--onnx={workdir}/run.") and build_argv[0].endswith("/student.onnx")
+    assert build_argv[1].startswith("--saveEngine=") and build_argv[1].endswith("/engine.partial")
+    assert build_argv[2:] == [f"--timingCacheFile={workdir}/timing.cache", "--fp16", "--skipInference",
+                              "--shapes=input:1x3x32x32"]
+    assert timing_argv == [f"--loadEngine={engine}", "--shapes=input:1x3x32x32", "--iterations=200"]
+    assert engine.startswith(f"{workdir}/engines/student-") and engine_bytes == b"ENGINE"
+    assert "TensorRT version: 8.6.2" in build_log
+    assert sorted(leftovers) == ["engines", "timing.cache"]  # per-run dirs gone, caches kept
+
+    [(interval, tegrastats_file)] = recorded_argv(log_dir, "tegrastats")
+    assert interval == "100" and tegrastats_file.startswith(f"{workdir}/run.")
+    assert timing.tegrastats_samples >= 2  # sampled while the 0.6 s "timing" ran
+    assert timing.average_power_w == pytest.approx(5.0)
+    assert timing.energy_per_inference_mj == pytest.approx(5.0 * 1000 / 500)
+    assert timing.trtexec["throughput_qps"] == 500
+    assert timing.trtexec["stats"]["latency"]["p99_ms"] == 2.4
+    assert timing.power_mode == "MAXN (0)"
+    assert timing.clocks["state"] == "locked"
+
+
+def test_failed_build_is_one_line_and_leaves_nothing(board, tmp_path):
+    device, _ = board
+    onnx_path = tmp_path / "bad.onnx"
+    onnx_path.write_bytes(b"not a model")
+    with pytest.raises(DeviceError) as caught:
+        build_engine_on_device(device, onnx_path, ["--fp16"])
+    assert "\n" not in str(caught.value) and "unsupported op" in str(caught.value)
+    with SshTarget(device) as target:
+        assert target.run(["ls", "-A", device.workdir]).stdout.split() == []
+
+
+def test_check_device_on_a_jetson_reports_missing_pieces_as_unknown(board):
+    device, _ = board
+    report = check_device(device)
+    facts = report["jetson"]
+    assert facts["power_mode"] == "MAXN (0)"
+    assert facts["clocks"].startswith("SOC family:tegra234")
+    # no /etc/nv_tegra_release and no L4T packages on this machine: reported, not a crash
+    assert facts["l4t"] == "unknown" and facts["l4t_core_package"] == "unknown"
+
+
+def test_argument_rewriting_and_clock_parsing_edge_cases():
+    assert device_trtexec_args(["/usr/src/tensorrt/bin/trtexec", "--onnx=a.onnx", "--int8"]) == ["--int8"]
+    assert parse_clocks(None) == {"state": "unknown"}
+    dynamic = parse_clocks("GPU MinFreq=306000000 MaxFreq=1300500000 CurrentFreq=306000000\n")
+    assert dynamic["state"] == "dynamic" and dynamic["gpu"]["current_hz"] == 306000000

@@ -1,0 +1,68 @@
+"""Shared fixtures: tiny recipes that train in seconds on digits, and a CLI runner that checks exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads():
+    # Tests run on a shared 2-core machine; one intra-op thread keeps timings sane and results repeatable.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def tiny_recipe_dict(out_dir: Path, **sections) -> dict:
+    recipe = {
+        "name": "tiny",
+        "out_dir": str(out_dir),
+        "data": {"name": "digits", "limit_train": 320, "input_size": 16, "batch_size": 64},
+        "teacher": {"model": {"arch": "tinycnn"}, "train": {"epochs": 2, "lr": 0.05, "schedule": "cosine"}},
+        "student": {"model": {"arch": "tinycnn"}, "train": {"epochs": 2, "lr": 0.05, "schedule": "cosine"}},
+        "distill": {"method": "cid", "cid": {"warmup_epochs": 1}},
+        "quantize": {"enabled": False},
+        "export": {"enabled": False},
+        "bench": {"enabled": False},
+        "gate": {"enabled": False},
+        "report": {"enabled": False},
+    }
+    for key, value in sections.items():
+        recipe[key] = value if not isinstance(value, dict) else {**recipe.get(key, {}), **value}
+    return recipe
+
+
+@pytest.fixture
+def write_recipe(tmp_path):
+    def write(**sections) -> Path:
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(tiny_recipe_dict(tmp_path / "runs", **sections)))
+        return path
+
+    return write
+
+
+def run_cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """The real `cidpipe` entry point in a subprocess, so exit codes and stderr are what a user sees."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    full_env.pop("CIDPIPE_DEBUG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "cidpipe", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -1,0 +1,82 @@
+"""The recipe schema: strict keys with near-miss hints, overrides, bundled recipes, JSON schema."""
+
+from __future__ import annotations
+
+import pytest
+
+from cidpipe.config import (
+    apply_overrides,
+    bundled_recipes_dir,
+    load_recipe,
+    recipe_json_schema,
+    validate_recipe,
+)
+from cidpipe.errors import ConfigError, UsageError
+
+MINIMAL = {"name": "r", "teacher": {"model": {"arch": "resnet8"}}}
+
+
+def test_defaults_are_the_papers_schedule():
+    recipe = validate_recipe(dict(MINIMAL))
+    assert recipe.teacher.train.epochs == 240
+    assert recipe.teacher.train.milestones == [150, 180, 210]
+    assert recipe.distill.cid.temperature == 4.0
+    assert recipe.distill.method == "cid"
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({**MINIMAL, "dat": {}}, "unknown key 'dat' (did you mean 'data'?)"),
+        ({**MINIMAL, "data": {"nme": "digits"}}, "unknown key 'data.nme' (did you mean 'data.name'?)"),
+        ({**MINIMAL, "distill": {"cid": {"sampl_weight": 3}}}, "did you mean 'distill.cid.sample_weight'?"),
+        ({**MINIMAL, "data": {"batch_size": "many"}}, "'data.batch_size'"),
+        ({"name": "r"}, "missing required key 'teacher'"),
+    ],
+)
+def test_bad_recipes_name_the_key(raw, expected):
+    with pytest.raises(ConfigError) as err:
+        validate_recipe(raw)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_overrides_parse_yaml_values_and_reject_unknown_keys():
+    raw = apply_overrides(
+        {**MINIMAL}, ["teacher.train.epochs=3", "distill.cid.class_weight=0.5", "bench.batch_sizes=[1, 8]"]
+    )
+    recipe = validate_recipe(raw)
+    assert recipe.teacher.train.epochs == 3
+    assert recipe.distill.cid.class_weight == 0.5
+    assert recipe.bench.batch_sizes == [1, 8]
+    with pytest.raises(
+        ConfigError, match="no key 'teacher.train.epoks'.*did you mean 'teacher.train.epochs'"
+    ):
+        apply_overrides({**MINIMAL}, ["teacher.train.epoks=3"])
+    with pytest.raises(UsageError, match="key.sub=value"):
+        apply_overrides({**MINIMAL}, ["teacher.train.epochs"])
+
+
+def test_every_bundled_recipe_validates():
+    names = [p.stem for p in bundled_recipes_dir().glob("*.yaml") if not p.stem.startswith("devices")]
+    assert "quickstart" in names
+    for name in names:
+        assert load_recipe(name).name
+
+
+def test_unknown_bundled_recipe_suggests():
+    with pytest.raises(UsageError, match="did you mean 'quickstart'"):
+        load_recipe("quikstart")
+
+
+def test_json_schema_lists_every_section():
+    schema = recipe_json_schema()
+    for section in ("data", "teacher", "student", "distill", "quantize", "export", "bench", "gate", "report"):
+        assert section in schema["properties"]
+
+
+def test_recipe_id_changes_with_content():
+    a = validate_recipe(dict(MINIMAL))
+    b = validate_recipe({**MINIMAL, "distill": {"cid": {"class_weight": 2.0}}})
+    assert a.recipe_id() != b.recipe_id()
+    assert a.recipe_id() == validate_recipe(dict(MINIMAL)).recipe_id()

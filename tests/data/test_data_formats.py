@@ -1,0 +1,185 @@
+"""File formats and bad input: IDX, CIFAR pickles (restricted unpickler), image folders, digits constants."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from data_fakes import write_fake_cifar, write_fake_fashion, write_fake_imagefolder
+
+from cidpipe.data import DataConfig, load_dataset
+from cidpipe.data.datasets.digits import DIGITS_MEAN, DIGITS_STD, digits_pixel_statistics
+from cidpipe.data.datasets.fashion_mnist import FASHION_MNIST_MEAN, FASHION_MNIST_STD
+from cidpipe.data.datasets.idx import read_idx, write_idx
+from cidpipe.data.datasets.safe_pickle import load_restricted_pickle
+from cidpipe.errors import DataError
+
+
+def normalised(images: np.ndarray, mean: tuple, std: tuple) -> np.ndarray:
+    m = np.asarray(mean, dtype=np.float32)[:, None, None]
+    s = np.asarray(std, dtype=np.float32)[:, None, None]
+    return (images.astype(np.float32) / 255.0 - m) / s
+
+
+def test_fashion_test_split_is_the_padded_replicated_idx_data(tmp_path: Path) -> None:
+    arrays = write_fake_fashion(tmp_path, 100, 30)
+    bundle = load_dataset(DataConfig(name="fashion-mnist", root=tmp_path))
+    x, y = bundle.test.to_numpy()
+    raw = np.pad(arrays["t10k_images"], ((0, 0), (2, 2), (2, 2)))
+    expected = normalised(np.repeat(raw[:, None], 3, axis=1), FASHION_MNIST_MEAN, FASHION_MNIST_STD)
+    np.testing.assert_allclose(x, expected, rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(y, arrays["t10k_labels"])
+
+
+def test_fashion_torchvision_layout_is_found(tmp_path: Path) -> None:
+    write_fake_fashion(tmp_path / "FashionMNIST" / "raw", 50, 20)
+    assert len(load_dataset(DataConfig(name="fashion-mnist", root=tmp_path)).test) == 20
+
+
+def test_fashion_missing_files_say_where_and_how(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="apt-get install dataset-fashion-mnist") as info:
+        load_dataset(DataConfig(name="fashion-mnist", root=tmp_path / "nowhere"))
+    assert str(tmp_path / "nowhere") in str(info.value) and "data.download" in str(info.value)
+
+
+def test_idx_roundtrip_plain_and_gzip(tmp_path: Path) -> None:
+    array = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    for compress in (False, True):
+        path = tmp_path / f"a{compress}"
+        write_idx(path, array, compress=compress)
+        np.testing.assert_array_equal(read_idx(path, 3), array)
+
+
+@pytest.mark.parametrize("damage", ["truncate", "magic", "ndim", "bad-gzip"])
+def test_corrupt_idx_is_a_data_error(tmp_path: Path, damage: str) -> None:
+    write_fake_fashion(tmp_path, 50, 20)
+    path = tmp_path / "t10k-images-idx3-ubyte"
+    raw = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(raw[:-10])
+    elif damage == "magic":
+        path.write_bytes(b"\x01\x00" + raw[2:])
+    elif damage == "ndim":
+        path.write_bytes(raw[:3] + b"\x02" + raw[4:])
+    else:
+        gz = tmp_path / "train-images-idx3-ubyte.gz"
+        gz.write_bytes(gzip.compress(b"x" * 100)[:30])
+    with pytest.raises(DataError, match="replace the file"):
+        load_dataset(DataConfig(name="fashion-mnist", root=tmp_path))
+
+
+@pytest.mark.parametrize("variant", ["cifar10", "cifar100"])
+def test_cifar_pixels_and_labels_follow_the_plane_layout(tmp_path: Path, variant: str) -> None:
+    records = write_fake_cifar(tmp_path, variant)
+    bundle = load_dataset(DataConfig(name=variant, root=tmp_path))
+    test_record = records["test_batch" if variant == "cifar10" else "test"]
+    label_key = "labels" if variant == "cifar10" else "fine_labels"
+    x, y = bundle.test.to_numpy()
+    # Row = 1024 red values, then green, then blue, each 32x32 row-major.
+    expected = normalised(test_record["data"].reshape(-1, 3, 32, 32), bundle.mean, bundle.std)
+    np.testing.assert_allclose(x, expected, atol=1e-5)
+    np.testing.assert_array_equal(y, test_record[label_key])
+    assert bundle.class_names[:2] == (["class0", "class1"] if variant == "cifar10" else ["fine00", "fine01"])
+    # data.root may also point at the extracted folder itself.
+    folder = tmp_path / ("cifar-10-batches-py" if variant == "cifar10" else "cifar-100-python")
+    assert load_dataset(DataConfig(name=variant, root=folder)).test.fingerprint() == bundle.test.fingerprint()
+
+
+def test_cifar_missing_directory_names_the_layout(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="cifar-10-batches-py.*data_batch_1.*test_batch.*batches.meta"):
+        load_dataset(DataConfig(name="cifar10", root=tmp_path))
+
+
+class _RunsCode:
+    """Pickles to a call of os.getcwd: harmless, but any code execution would be the exploit."""
+
+    def __reduce__(self):
+        return (os.getcwd, ())
+
+
+@pytest.mark.parametrize("payload", ["global", "object-array"])
+def test_cifar_pickle_with_forbidden_content_is_refused(tmp_path: Path, payload: str) -> None:
+    write_fake_cifar(tmp_path, "cifar10")
+    path = tmp_path / "cifar-10-batches-py" / "data_batch_3"
+    if payload == "global":
+        record = {"data": _RunsCode(), "labels": [0]}
+    else:
+        record = {"data": np.array([[1, "two"]], dtype=object), "labels": [0]}
+    path.write_bytes(pickle.dumps(record, protocol=2))
+    with pytest.raises(DataError, match="not a plain CIFAR batch"):
+        load_dataset(DataConfig(name="cifar10", root=tmp_path))
+    with pytest.raises(DataError, match="forbidden|object arrays"):
+        load_restricted_pickle(path)
+
+
+def test_restricted_unpickler_reads_python2_style_strings(tmp_path: Path) -> None:
+    # Python 2's cPickle stores the pixel buffer as a str opcode; latin1 maps it back to the bytes.
+    path = tmp_path / "py2"
+    array = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    path.write_bytes(pickle.dumps({"data": array}, protocol=0))
+    np.testing.assert_array_equal(load_restricted_pickle(path)["data"], array)
+
+
+def test_imagefolder_single_directory_carves_a_fixed_test_split(fake_roots: dict[str, Path]) -> None:
+    bundle = load_dataset(DataConfig(name="imagefolder", root=fake_roots["imagefolder"]))
+    assert bundle.class_names == ["cat", "dog", "owl"]
+    assert np.bincount(bundle.test.labels.numpy()).tolist() == [2, 2, 2]
+    x, _ = bundle.test.to_numpy()
+    assert x.shape == (6, 3, 32, 32) and np.isfinite(x).all()
+
+
+def test_imagefolder_train_test_layout(tmp_path: Path) -> None:
+    write_fake_imagefolder(tmp_path / "train", per_class=6)
+    write_fake_imagefolder(tmp_path / "test", classes=("cat", "owl"), per_class=2, seed=1)
+    bundle = load_dataset(DataConfig(name="imagefolder", root=tmp_path))
+    assert bundle.class_names == ["cat", "dog", "owl"]
+    assert len(bundle.train) + len(bundle.val) == 18
+    assert sorted(bundle.test.labels.tolist()) == [0, 0, 2, 2]  # labels follow the training classes
+
+
+def test_imagefolder_bad_directories(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match="no class folders"):
+        load_dataset(DataConfig(name="imagefolder", root=tmp_path / "empty"))
+    (tmp_path / "noimages" / "cat").mkdir(parents=True)
+    (tmp_path / "noimages" / "cat" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match="no images"):
+        load_dataset(DataConfig(name="imagefolder", root=tmp_path / "noimages"))
+    with pytest.raises(DataError, match="not a directory"):
+        load_dataset(DataConfig(name="imagefolder", root=tmp_path / "missing"))
+    with pytest.raises(DataError, match="data.root is required"):
+        load_dataset(DataConfig(name="imagefolder"))
+
+
+def test_imagefolder_undecodable_image_names_the_file(tmp_path: Path, fake_roots: dict[str, Path]) -> None:
+    shutil.copytree(fake_roots["imagefolder"], tmp_path / "folder")
+    bad = tmp_path / "folder" / "dog" / "img000.png"
+    bad.write_bytes(b"not a png")
+    bundle = load_dataset(DataConfig(name="imagefolder", root=tmp_path / "folder", val_fraction=0.5))
+    split = next(s for s in (bundle.train, bundle.val, bundle.test) if bad in s.paths)
+    with pytest.raises(DataError, match="img000.png"):
+        split.to_numpy()
+
+
+def test_digits_constants_match_their_recipe() -> None:
+    mean, std = digits_pixel_statistics()
+    assert DIGITS_MEAN == (round(mean, 4),) * 3 and DIGITS_STD == (round(std, 4),) * 3
+    x, _ = load_dataset(DataConfig(name="digits")).train.to_numpy()
+    # Normalised training pixels are centred and unit-scaled (train is 90 % of the statistics' pool).
+    assert abs(float(x.mean())) < 0.05 and abs(float(x.std()) - 1.0) < 0.05
+
+
+def test_worker_decode_error_stays_one_line(tmp_path: Path, fake_roots: dict[str, Path]) -> None:
+    shutil.copytree(fake_roots["imagefolder"], tmp_path / "folder")
+    (tmp_path / "folder" / "owl" / "img001.png").write_bytes(b"broken")
+    bundle = load_dataset(DataConfig(name="imagefolder", root=tmp_path / "folder", num_workers=1))
+    split = next(s for s in (bundle.train, bundle.val, bundle.test)
+                 if tmp_path / "folder" / "owl" / "img001.png" in s.paths)
+    with pytest.raises(DataError) as info:
+        list(split.batches(4, shuffle=False, augment=False))
+    assert "\n" not in str(info.value) and "img001.png" in str(info.value)

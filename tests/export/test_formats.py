@@ -1,0 +1,53 @@
+"""The formats table drives target names, flag validation, suffixes and the CLI help."""
+
+from __future__ import annotations
+
+import pytest
+
+from cidpipe.errors import UsageError
+from cidpipe.export.formats import FORMATS, format_for_path, formats_help, get_format, validate_flags
+
+
+def test_every_format_is_reachable_by_name_and_suffix():
+    for fmt in FORMATS:
+        assert get_format(fmt.name) is fmt
+        assert format_for_path(f"runs/x/model{fmt.suffix}") is fmt
+    assert get_format("TensorRT").name == "trt"
+    assert format_for_path("a/student.int8.onnx").name == "onnx-int8"  # longest suffix wins over .onnx
+    assert format_for_path("a/student.plan").name == "trt"
+
+
+def test_unknown_target_names_choices_and_near_miss():
+    with pytest.raises(
+        UsageError, match=r"unknown export target 'onxx'; did you mean 'onnx'\? choose one of: torch"
+    ):
+        get_format("onxx")
+    with pytest.raises(UsageError, match="cannot tell the format"):
+        format_for_path("model.tflite")
+
+
+def test_flags_are_checked_against_the_table():
+    assert validate_flags("trt", {"precision": "fp16", "workspace_mb": 512, "opset": None}) == {
+        "precision": "fp16",
+        "workspace_mb": 512,
+    }
+    assert validate_flags("onnx", {"opset": 17, "dynamic_batch": True}) == {
+        "opset": 17,
+        "dynamic_batch": True,
+    }
+    with pytest.raises(
+        UsageError, match=r"--workspace-mb does not apply to target 'onnx'; onnx takes: opset"
+    ):
+        validate_flags("onnx", {"workspace_mb": 512})
+    with pytest.raises(UsageError, match="torch takes: no options"):
+        validate_flags(get_format("torch"), {"opset": 17})
+
+
+def test_table_facts_and_help():
+    trt, int8 = get_format("trt"), get_format("onnx-int8")
+    assert trt.requires == ("tensorrt",) and trt.cli_exportable and trt.backends == ("tensorrt",)
+    assert not int8.cli_exportable and int8.produced_by == "quantize"
+    assert get_format("onnx").missing_requirements() == []  # onnx + onnxruntime are installed here
+    text = formats_help()
+    for fmt in FORMATS:
+        assert fmt.name in text and fmt.suffix in text
