@@ -25,8 +25,8 @@ from torch import nn
 
 from cidpipe.distill.deploy import intervened_logits
 from cidpipe.distill.losses import (
+    accumulate_dictionary_sums_,
     class_representation_loss,
-    dictionary_sums,
     kd_loss,
     sample_representation_loss,
     true_class_probability,
@@ -80,9 +80,7 @@ def vectorised_step(
     with torch.no_grad():
         weights = true_class_probability(p["teacher_logits"], p["labels"], TEMPERATURE)
         features = p["student_feat"].detach()
-        step_sum, step_weight = dictionary_sums(features, weights, p["labels"], p["classes"])
-        feature_sum += step_sum
-        weight_sum += step_weight
+        accumulate_dictionary_sums_(feature_sum, weight_sum, features, weights, p["labels"])  # as CID
     loss = ce + kd + SAMPLE_WEIGHT * sample + CLASS_WEIGHT * shape
     loss.backward()
     return loss.detach()

@@ -22,10 +22,18 @@ from cidpipe.cli.common import (
     stage_options,
     stdout,
 )
+from cidpipe.cli.relaunch import relaunch_if_requested
 from cidpipe.cli.tables import result_json, stage_table
+from cidpipe.training import distributed
+
+NprocOpt = Annotated[
+    int,
+    typer.Option("--nproc", help="train with N processes (DDP through torchrun; gloo on CPU, NCCL on GPUs)"),
+]
 
 
 def distill(
+    ctx: typer.Context,
     recipe: RecipeArg,
     set_: SetOpt = None,
     out: OutOpt = None,
@@ -41,15 +49,21 @@ def distill(
     resume: ResumeOpt = True,
     force: ForceOpt = False,
     json_: JsonOpt = False,
+    nproc: NprocOpt = 1,
 ) -> None:
     """Distill the student from the teacher.  Example: cidpipe distill recipes/quickstart.yaml --method cid"""
     from cidpipe.stages.distill import run_distill
 
     overrides = list(set_ or []) + ([f"distill.method={method}"] if method else [])
     parsed = recipe_from_cli(recipe, overrides, out=out, seed=seed, seeds=seeds)
-    result = run_distill(parsed, stage_options(device, force, resume), teacher_dir=teacher)
-    save_run_recipe(parsed)
-    emit_json(result_json(result)) if json_ else stdout.print(stage_table([result]))
+    relaunch_if_requested(ctx, nproc)
+    options = stage_options(device, force, resume)
+    options.device = distributed.init_from_env(options.device)  # cuda -> cuda:LOCAL_RANK under torchrun
+    result = run_distill(parsed, options, teacher_dir=teacher)
+    if distributed.rank_and_world()[0] == 0:  # one recipe copy and one result table, not one per rank
+        save_run_recipe(parsed)
+        emit_json(result_json(result)) if json_ else stdout.print(stage_table([result]))
+    distributed.shutdown()
 
 
 def register(app: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cidpipe.cli.common import JsonOpt, SetOpt, emit_json, resolve_target, stdout
+from cidpipe.cli.common import DeviceOpt, JsonOpt, SetOpt, emit_json, resolve_target, stdout
 
 
 def eval_cmd(
@@ -16,14 +16,25 @@ def eval_cmd(
     artifact: Annotated[
         Path | None, typer.Option("--artifact", help="an .onnx file to evaluate instead")
     ] = None,
+    linear_probe: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--linear-probe",
+            help="fit a linear classifier on frozen features of this dataset (digits, mnist, fashion-mnist, "
+            "cifar10, ...); repeat or comma-separate for several",
+        ),
+    ] = None,
+    device: DeviceOpt = "cpu",
     set_: SetOpt = None,
     json_: JsonOpt = False,
 ) -> None:
-    """Evaluate a model or artifact.  Example: cidpipe eval runs/quickstart/student"""
+    """Evaluate a model or artifact.  Example: cidpipe eval runs/quickstart/student --linear-probe mnist"""
+    from cidpipe.stages.common import resolve_device
     from cidpipe.stages.evaluate import evaluate
 
+    probes = [name.strip() for text in linear_probe or [] for name in text.split(",") if name.strip()]
     recipe, stage = resolve_target(target, set_)
-    result = evaluate(recipe, artifact or stage)
+    result = evaluate(recipe, artifact or stage, linear_probes=probes, device=resolve_device(device))
     if json_:
         emit_json(result)
         return
@@ -33,6 +44,8 @@ def eval_cmd(
     for key, value in result.items():
         if key.endswith("_top1") or key == "bias_gap":
             table.add_row(key.removesuffix("_top1"), f"{value:.2f}")
+    for name, probe in result.get("linear_probe", {}).items():
+        table.add_row(f"linear probe {name} ({probe['train_samples']} train)", f"{probe['top1']:.2f}")
     stdout.print(table)
 
 

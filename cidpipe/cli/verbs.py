@@ -16,6 +16,7 @@ VERB_MODULES = [
     "gate",
     "report",
     "eval",
+    "compare",
     "recipes",
     "models",
 ]

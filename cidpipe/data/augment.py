@@ -35,10 +35,11 @@ def crop_flip(images: Tensor, pad: int, rows: Tensor, cols: Tensor, flips: Tenso
     padded = F.pad(images, (pad, pad, pad, pad)) if pad > 0 else images
     row_ar = torch.arange(height, device=device)
     col_ar = torch.arange(width, device=device)
-    row_idx = rows.to(device)[:, None] + row_ar  # [N, H]
+    # Non-blocking: the offsets come from the CPU generator and must not force a host sync per batch.
+    row_idx = rows.to(device, non_blocking=True)[:, None] + row_ar  # [N, H]
     # A mirrored crop reads its columns right to left: fold the flip into the gather index.
-    col_step = torch.where(flips.to(device)[:, None], width - 1 - col_ar, col_ar)
-    col_idx = cols.to(device)[:, None] + col_step  # [N, W]
+    col_step = torch.where(flips.to(device, non_blocking=True)[:, None], width - 1 - col_ar, col_ar)
+    col_idx = cols.to(device, non_blocking=True)[:, None] + col_step  # [N, W]
     batch_idx = torch.arange(n, device=device)[:, None, None]
     hwc = padded.permute(0, 2, 3, 1)[batch_idx, row_idx[:, :, None], col_idx[:, None, :]]  # [N, H, W, C]
     return hwc.permute(0, 3, 1, 2).contiguous()
@@ -52,8 +53,10 @@ def random_crop_flip(images: Tensor, pad: int, hflip: bool, generator: torch.Gen
 def normalise(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> Tensor:
     """uint8 [N,C,H,W] in 0..255 -> float32 (x/255 - mean) / std, computed on the images' device."""
     channels = images.shape[1]
-    mean_t = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, channels, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, channels, 1, 1)
+    # Built on the CPU and copied without blocking: torch.tensor(..., device="cuda") would sync the host.
+    shape = (1, channels, 1, 1)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(shape).to(images.device, non_blocking=True)
+    std_t = torch.tensor(std, dtype=torch.float32).view(shape).to(images.device, non_blocking=True)
     return images.float().div_(255.0).sub_(mean_t).div_(std_t)
 
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from cidpipe.data.augment import normalise, random_crop_flip
 from cidpipe.data.paint import paint
-from cidpipe.data.split import Split, as_index_tensor, batch_order
+from cidpipe.data.split import Split, as_index_tensor, batch_order, batch_slices
 from cidpipe.data.tensor_split import TensorSplit
 from cidpipe.errors import DataError
 
@@ -116,15 +116,19 @@ class ImageFolderSplit(Split):
         raise DataError(message)
 
     def batches(self, batch_size: int, *, shuffle: bool, augment: bool, device: str | torch.device = "cpu",
-                generator: torch.Generator | None = None, drop_last: bool = False
-                ) -> Iterator[tuple[Tensor, Tensor]]:
+                generator: torch.Generator | None = None, drop_last: bool = False, with_index: bool = False
+                ) -> Iterator[tuple[Tensor, ...]]:
         device = torch.device(device)
         order = batch_order(len(self), shuffle=shuffle, generator=generator)
+        # The loader follows `order` batch by batch, so the slices of `order` are each batch's indices.
+        slices = batch_slices(order, batch_size, drop_last)
         for images, labels in self._uint8_batches(order, batch_size, drop_last):
+            index = next(slices)
             images = images.to(device, non_blocking=True)
             if augment and (self.pad > 0 or self.hflip):
                 images = random_crop_flip(images, self.pad, self.hflip, generator)
-            yield normalise(images, self.mean, self.std), labels.to(device=device, dtype=torch.long)
+            batch = (normalise(images, self.mean, self.std), labels.to(device=device, dtype=torch.long))
+            yield (*batch, index.to(device, non_blocking=True)) if with_index else batch
 
     def load_uint8(self, max_samples: int | None = None) -> tuple[Tensor, Tensor]:
         """Decode the first ``max_samples`` images (storage order) into one uint8 tensor."""

@@ -43,8 +43,13 @@ class Split(ABC):
         device: str | torch.device = "cpu",
         generator: torch.Generator | None = None,
         drop_last: bool = False,
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """Yield ``(x, y)``: x float32 normalised NCHW on ``device``, y int64 on ``device``."""
+        with_index: bool = False,
+    ) -> Iterator[tuple[Tensor, ...]]:
+        """Yield ``(x, y)``: x float32 normalised NCHW on ``device``, y int64 on ``device``.
+
+        With ``with_index`` yield ``(x, y, index)``: the int64 storage indices of the batch's samples (on
+        ``device``), e.g. to look up per-sample values computed once (cached teacher outputs).
+        """
 
     @abstractmethod
     def to_numpy(self, max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -77,23 +77,80 @@ class Distiller(nn.Module):
             self.teacher.eval()
         return self
 
-    def teacher_logits(self, x: Tensor) -> Tensor:
+    # The teacher runs under no_grad, not inference_mode: its outputs are saved for the backward pass of
+    # the losses (KL's target), which inference tensors cannot be. Under the trainer's autocast it runs in
+    # bf16/fp16 on CUDA; its outputs are returned in float32 either way, so the losses see float32.
+    def teacher_logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
+        cached = self._cached_teacher_outputs(index, need_features=False)
+        if cached is not None:
+            return cached[0]
         assert self.teacher is not None
         with torch.no_grad():
-            return self.teacher(x)
+            return self.teacher(x).float()
 
-    def teacher_features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def teacher_features_and_logits(self, x: Tensor, index: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        cached = self._cached_teacher_outputs(index, need_features=True)
+        if cached is not None:
+            return cached[1], cached[0]
         assert self.teacher is not None
         with torch.no_grad():
             features = self.teacher.forward_features(x)
-            return features, self.teacher.classifier(features)
+            return features.float(), self.teacher.classifier(features).float()
+
+    # ----------------------------------------------------------------- teacher-output cache
+    def set_teacher_cache(self, logits: Tensor, features: Tensor | None = None) -> None:
+        """Teacher outputs of every training sample, [N, K] logits and optionally [N, d_t] features.
+
+        While set, ``forward(x, y, index)`` looks the teacher's outputs up by the samples' storage
+        ``index`` instead of running the teacher. Exact only when the training images are not augmented
+        (the cache holds the teacher's view of the un-augmented image). Not a buffer: it stays out of the
+        state_dict and is rebuilt by the trainer; build it on the training device.
+        """
+        self.__dict__["_teacher_cache"] = (logits.float(), None if features is None else features.float())
+
+    def clear_teacher_cache(self) -> None:
+        self.__dict__.pop("_teacher_cache", None)
+
+    @torch.no_grad()
+    def build_teacher_cache(self, batches: Iterable[tuple[Tensor, ...]], num_samples: int) -> None:
+        """Run the (eval-mode) teacher once over ``(x, y, index)`` batches covering all ``num_samples``.
+
+        Features are stored only for methods that use them (``requires_teacher_features``).
+        """
+        if self.teacher is None:
+            return
+        self.clear_teacher_cache()
+        logits_cache: Tensor | None = None
+        features_cache: Tensor | None = None
+        for x, _, index in batches:
+            features, logits = (
+                self.teacher_features_and_logits(x) if self.requires_teacher_features
+                else (None, self.teacher_logits(x))
+            )
+            if logits_cache is None:
+                logits_cache = logits.new_zeros(num_samples, logits.shape[1])
+                if features is not None:
+                    features_cache = features.new_zeros(num_samples, features.shape[1])
+            logits_cache[index] = logits
+            if features_cache is not None:
+                features_cache[index] = features
+        if logits_cache is not None:
+            self.set_teacher_cache(logits_cache, features_cache)
+
+    def _cached_teacher_outputs(self, index: Tensor | None, *, need_features: bool) -> tuple | None:
+        cache = self.__dict__.get("_teacher_cache")
+        if cache is None or index is None or (need_features and cache[1] is None):
+            return None
+        logits, features = cache
+        return logits[index], None if features is None else features[index]
 
     def student_features_and_logits(self, x: Tensor) -> tuple[Tensor, Tensor]:
         features = self.student.forward_features(x)
         return features, self.student.classifier(features)
 
     # ----------------------------------------------------------------- the contract
-    def forward(self, x: Tensor, y: Tensor) -> StepOutput:
+    def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
+        """``index``: the batch's storage indices, for methods that look up cached teacher outputs."""
         logits = self.student(x)
         ce = F.cross_entropy(logits, y)
         return StepOutput(loss=ce, logits=logits, parts={"ce": ce})

@@ -51,3 +51,8 @@ class DistillConfig(Section):
     fitnet: FitNetConfig = FitNetConfig()
     dkd: DKDConfig = DKDConfig()
     cid: CIDConfig = CIDConfig()
+    reuse_teacher_outputs: bool = Field(
+        False,
+        description="compute the teacher's logits/features of every training sample once and look them up; "
+        "exact when data.augment is false, an approximation (with a warning) when it is true",
+    )

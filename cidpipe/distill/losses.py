@@ -85,6 +85,18 @@ def dictionary_sums(
     return weighted_sum, weight_sum
 
 
+@torch.no_grad()
+def accumulate_dictionary_sums_(
+    feature_sum: Tensor, weight_sum: Tensor, features: Tensor, weights: Tensor, labels: Tensor
+) -> None:
+    """In-place ``dictionary_sums``: adds this batch's per-class sums into running [K, d] / [K] totals.
+
+    The same sums without a fresh [K, d] zero tensor and a [K, d] addition per training step.
+    """
+    feature_sum.index_add_(0, labels, features.to(feature_sum.dtype) * weights.to(feature_sum.dtype)[:, None])
+    weight_sum.index_add_(0, labels, weights.to(weight_sum.dtype))
+
+
 def true_class_probability(teacher_logits: Tensor, labels: Tensor, temperature: float) -> Tensor:
     """w_i = softmax(z_t,i / T)[y_i]: how much the teacher believes sample i's label (CID's weight)."""
     probabilities = F.softmax(teacher_logits.float() / temperature, dim=1)

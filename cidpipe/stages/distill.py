@@ -20,7 +20,7 @@ def student_config(recipe: Recipe) -> dict:
         raise ConfigError("the recipe has no 'student' section; add student.model.arch to distill")
     method = recipe.distill.method
     method_section = getattr(recipe.distill, method, None)
-    return {
+    config = {
         "data": recipe.data.model_dump(mode="json"),
         "student": recipe.student.model_dump(mode="json"),
         "method": method,
@@ -28,6 +28,9 @@ def student_config(recipe: Recipe) -> dict:
         if hasattr(method_section, "model_dump")
         else method_section,
     }
+    if recipe.distill.reuse_teacher_outputs:  # only when on, so existing stage ids stay valid
+        config["reuse_teacher_outputs"] = True
+    return config
 
 
 def student_work(recipe: Recipe, teacher_id: str) -> StageWork:
@@ -87,4 +90,5 @@ def run_distill(recipe: Recipe, options: StageOptions, teacher_dir: Path | None 
         batch_size=recipe.data.batch_size,
         eval_batch_size=recipe.data.eval_batch_size,
         augment=recipe.data.augment,
+        reuse_teacher_outputs=recipe.distill.reuse_teacher_outputs,
     )

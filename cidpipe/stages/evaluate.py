@@ -33,9 +33,18 @@ def predictor_for(recipe: Recipe, target: Path | None):
     return f"{manifest.stage} ({(manifest.model or {}).get('arch')})", predict
 
 
-def evaluate(recipe: Recipe, target: Path | None) -> dict[str, Any]:
+def evaluate(
+    recipe: Recipe, target: Path | None, *, linear_probes: list[str] | None = None, device: str = "cpu"
+) -> dict[str, Any]:
+    """Top-1 on val/test (and bias flavours); ``linear_probes`` adds a linear probe per named dataset."""
     if target is not None and not target.exists():
         raise UsageError(f"{target} does not exist; pass a stage directory, a run directory or an .onnx file")
+    if linear_probes:
+        from cidpipe.study.probe import resolve_probe_dataset
+
+        linear_probes = [resolve_probe_dataset(name) for name in linear_probes]  # fail before any work
+        if target is not None and target.suffix == ".onnx":
+            raise UsageError("--linear-probe needs a stage directory (it reads features), not an .onnx file")
     name, predict = predictor_for(recipe, target)
     bundle = load_dataset(recipe.data)
     result: dict[str, Any] = {"model": name, "dataset": recipe.data.name}
@@ -44,4 +53,16 @@ def evaluate(recipe: Recipe, target: Path | None) -> dict[str, Any]:
         result[f"{split_name}_top1"] = float((predict(x).argmax(1) == y).mean() * 100.0)
     if "aligned_top1" in result and "conflicting_top1" in result:
         result["bias_gap"] = result["aligned_top1"] - result["conflicting_top1"]
+    if linear_probes:
+        result["linear_probe"] = probe_results(recipe, target, linear_probes, device)
     return result
+
+
+def probe_results(recipe: Recipe, target: Path | None, datasets: list[str], device: str) -> dict[str, Any]:
+    """Linear-probe test top-1 (percent) of the target's frozen features on each dataset."""
+    from cidpipe.study.probe import linear_probe
+
+    module, manifest = load_stage_model(target or stage_dir(recipe, model_stage(recipe)))
+    if manifest.stage not in ("teacher", "student"):
+        raise UsageError(f"--linear-probe needs a teacher or student stage, not the {manifest.stage} stage")
+    return {name: linear_probe(module, manifest.model or {}, name, device=device) for name in datasets}

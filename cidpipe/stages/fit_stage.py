@@ -10,10 +10,11 @@ from typing import Any
 import torch
 
 from cidpipe.data.base import DatasetBundle
-from cidpipe.manifest import StageWork
+from cidpipe.manifest import StageWork, read_manifest
 from cidpipe.modelio import model_spec, save_weights
 from cidpipe.stages.common import StageOptions, StageResult
 from cidpipe.train_config import OptimConfig
+from cidpipe.training import distributed
 from cidpipe.training.evaluate import top1_accuracy
 from cidpipe.training.loop import RunSettings, fit
 
@@ -64,8 +65,15 @@ def fit_and_publish(
     batch_size: int,
     eval_batch_size: int,
     augment: bool = True,
+    reuse_teacher_outputs: bool = False,
 ) -> StageResult:
-    """``make_distiller(seed)`` builds a freshly initialised distiller under that seed."""
+    """``make_distiller(seed)`` builds a freshly initialised distiller under that seed.
+
+    Under torchrun every rank trains (DDP); rank 0 alone evaluates the test splits and writes the
+    stage, the others wait for it at a barrier and return the manifest it published.
+    """
+    device = distributed.init_from_env(options.device)
+    rank = distributed.rank_and_world()[0]
     work.open()
     per_seed: list[dict[str, Any]] = []
     published: dict[str, Any] = {}
@@ -74,7 +82,7 @@ def fit_and_publish(
         distiller = make_distiller(seed)
         label = f"{work.stage} {arch}" + (f" seed {seed}" if len(optim.seeds) > 1 else "")
         run = RunSettings(
-            device=options.device,
+            device=device,
             seed=seed,
             batch_size=batch_size,
             eval_batch_size=eval_batch_size,
@@ -83,15 +91,18 @@ def fit_and_publish(
             resume=options.resume,
             label=label,
             augment=augment,
+            reuse_teacher_outputs=reuse_teacher_outputs,
         )
         result = fit(distiller, bundle, optim, run, console=options.out)
+        if rank != 0:
+            continue
         distiller.load_state_dict(result.best_state)
         distiller.eval()
         metrics = {
             "seed": seed,
             "val_top1": result.best_val_top1,
             "best_epoch": result.best_epoch,
-            **evaluate_splits(distiller.predict, bundle, options.device, eval_batch_size),
+            **evaluate_splits(distiller.predict, bundle, device, eval_batch_size),
             "train_seconds": round(result.seconds, 2),
         }
         per_seed.append(metrics)
@@ -105,6 +116,9 @@ def fit_and_publish(
                 "params": params,
                 "spec": model_spec(arch, bundle, distiller.deployment_spec(), params),
             }
+    if rank != 0:
+        distributed.barrier()  # rank 0 has published the stage once this returns
+        return StageResult(work.stage, work.stage_dir, read_manifest(work.stage_dir), cached=False)
     metrics = {
         **{k: v for k, v in per_seed[0].items() if k != "seed"},
         "params": published["params"],
@@ -113,5 +127,6 @@ def fit_and_publish(
     }
     if len(per_seed) > 1:
         metrics.update(summarise_seeds(per_seed))
-    manifest = work.commit(metrics=metrics, model=published["spec"], device=options.device)
+    manifest = work.commit(metrics=metrics, model=published["spec"], device=device)
+    distributed.barrier()
     return StageResult(work.stage, work.stage_dir, manifest, cached=False)

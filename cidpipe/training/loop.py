@@ -25,12 +25,13 @@ from rich.progress import (
 )
 
 from cidpipe.data.base import DatasetBundle
-from cidpipe.errors import TrainingDiverged
+from cidpipe.errors import ConfigError, TrainingDiverged
 from cidpipe.train_config import OptimConfig
 from cidpipe.training import distributed
 from cidpipe.training.checkpoint import load_checkpoint, save_checkpoint
 from cidpipe.training.evaluate import top1_accuracy
 from cidpipe.training.schedule import build_optimizer, learning_rate, set_learning_rate
+from cidpipe.training.step import cache_teacher_outputs, train_step
 
 # Host synchronisation (reading the loss) happens once per this many steps, not every step.
 SYNC_EVERY = 20
@@ -57,6 +58,8 @@ class RunSettings:
     resume: bool = True
     label: str = "train"
     augment: bool = True
+    # distill.reuse_teacher_outputs: teacher outputs computed once per sample (see step.py).
+    reuse_teacher_outputs: bool = False
 
 
 def autocast_context(cfg: OptimConfig, device: str):
@@ -84,9 +87,14 @@ def fit(
     if channels_last:
         distiller.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(distiller.param_groups(cfg.weight_decay), cfg, run.base_lr, device)
-    train_module = distributed.wrap(distiller, device)
+    find_unused = bool(getattr(distiller, "ddp_find_unused_parameters", False))
+    train_module = distributed.wrap(distiller, device, find_unused_parameters=find_unused)
     step_forward = torch.compile(train_module) if cfg.compile else train_module
     amp, scaler = autocast_context(cfg, device)
+    reuse = run.reuse_teacher_outputs
+    if reuse:
+        cache_teacher_outputs(distiller, bundle.train, run.device, run.eval_batch_size, amp, channels_last,
+                              console, label=run.label, augmented=run.augment)
 
     start_epoch, best_state, best_epoch, best_val, history, resumed = 0, None, -1, -1.0, [], None
     if run.resume and run.checkpoint_path.is_file():
@@ -96,10 +104,18 @@ def fit(
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best_epoch, best_val = state["epoch"], state["best_epoch"], state["best_val_top1"]
         best_state, history, resumed = state["best_state"], list(state["history"]), state["epoch"]
-        console.print(f"[cyan]{run.label}[/]: resuming from the checkpoint after epoch {start_epoch}")
+        if distributed.rank_and_world()[0] == 0:
+            console.print(f"[cyan]{run.label}[/]: resuming from the checkpoint after epoch {start_epoch}")
 
     rank, world = distributed.rank_and_world()
     steps_per_epoch = math.ceil(len(bundle.train) / run.batch_size)
+    # Under DDP every rank takes the same number of steps: whole rounds of `world` batches only.
+    trained_steps = distributed.steps_this_epoch(steps_per_epoch, world)
+    if trained_steps == 0:
+        raise ConfigError(
+            f"{run.label}: {steps_per_epoch} training batch(es) of {run.batch_size} cannot feed {world} "
+            "processes; lower data.batch_size or the number of processes"
+        )
     began = time.perf_counter()
     progress = Progress(
         TextColumn("[bold]{task.description}"),
@@ -135,45 +151,47 @@ def fit(
                 device=device,
                 generator=generator,
                 drop_last=False,
+                with_index=reuse,
             )
-            for step, (x, y) in enumerate(batches):
+            for step, batch in enumerate(batches):
+                if step >= trained_steps:
+                    break
                 if step % world != rank:
                     continue
+                x, y = batch[0], batch[1]
                 if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with amp:
-                    out = step_forward(x, y)
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(out.loss).backward()
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    out.loss.backward()
-                    optimizer.step()
+                out = train_step(step_forward, optimizer, amp, scaler, x, y, batch[2] if reuse else None)
                 loss = out.loss.detach().float()
                 finite &= torch.isfinite(loss)
                 for name, value in {"loss": loss, **out.parts}.items():
                     sums[name] = sums.get(name, 0) + value.detach().float() * y.numel()
                 correct += (out.logits.detach().argmax(1) == y).sum()
                 seen += y.numel()
-                if (step + 1) % SYNC_EVERY == 0 or step + 1 == steps_per_epoch:
-                    _stop_if_diverged(finite, run, epoch, step)
+                # Counted in rounds (one step per rank each), so every rank meets this collective.
+                round_done = step // world + 1
+                if round_done % SYNC_EVERY == 0 or round_done == trained_steps // world:
+                    _stop_if_diverged(distributed.all_true(finite), run, epoch, step)
                     progress.update(
                         task,
                         completed=epoch * steps_per_epoch + step + 1,
                         info=f"epoch {epoch + 1}/{cfg.epochs} loss {(sums['loss'] / seen).item():.3f}",
                     )
-            _stop_if_diverged(finite, run, epoch, steps_per_epoch)
-            distiller.on_epoch_end(epoch)
+            _stop_if_diverged(distributed.all_true(finite), run, epoch, steps_per_epoch)
+            distiller.on_epoch_end(epoch)  # on the unwrapped module; collective for CID under DDP
             distiller.eval()
-            val_top1 = top1_accuracy(
-                distiller.predict,
-                bundle.val,
-                device=device,
-                batch_size=run.eval_batch_size,
-                channels_last=channels_last,
-            )
+            sums, correct, seen = _summed_over_ranks(sums, correct, seen)
+            # Rank 0 alone validates and every rank takes its number, so best-epoch selection agrees.
+            val_top1 = 0.0
+            if rank == 0:
+                val_top1 = top1_accuracy(
+                    distiller.predict,
+                    bundle.val,
+                    device=device,
+                    batch_size=run.eval_batch_size,
+                    channels_last=channels_last,
+                )
+            val_top1 = distributed.broadcast_float(val_top1, device)
             means = {name: (total / seen).item() for name, total in sums.items()}
             record = {
                 "epoch": epoch,
@@ -213,6 +231,8 @@ def fit(
                     },
                 )
     assert best_state is not None
+    if reuse:
+        distiller.clear_teacher_cache()  # free the per-sample outputs; the caller only predicts from here
     return FitResult(
         best_state=best_state,
         best_epoch=best_epoch,
@@ -221,6 +241,19 @@ def fit(
         resumed_from_epoch=resumed,
         seconds=time.perf_counter() - began,
     )
+
+
+def _summed_over_ranks(
+    sums: dict[str, torch.Tensor], correct: torch.Tensor, seen: torch.Tensor
+) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
+    """Epoch metrics over all ranks' samples (one collective; a no-op for a single process)."""
+    if not distributed.is_distributed():
+        return sums, correct, seen
+    names = sorted(sums)
+    packed = torch.stack([sums[name].float() for name in names] + [correct.float(), seen.float()])
+    distributed.all_reduce_sum_([packed])
+    totals = dict(zip(names, packed[: len(names)], strict=True))
+    return totals, packed[-2], packed[-1]
 
 
 def _stop_if_diverged(finite: torch.Tensor, run: RunSettings, epoch: int, step: int) -> None:

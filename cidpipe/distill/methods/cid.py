@@ -37,8 +37,8 @@ from torch import Tensor, nn
 from cidpipe.distill.base import Distiller, StepOutput
 from cidpipe.distill.deploy import CIDDeployable, intervened_logits
 from cidpipe.distill.losses import (
+    accumulate_dictionary_sums_,
     class_representation_loss,
-    dictionary_sums,
     kd_loss,
     sample_representation_loss,
     true_class_probability,
@@ -91,10 +91,10 @@ class CIDDistiller(Distiller):
         return self.training and self._epoch >= self.warmup_epochs - 1
 
     # ----------------------------------------------------------------- training step
-    def forward(self, x: Tensor, y: Tensor) -> StepOutput:
+    def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         cfg = self.cfg
         features, logits = self.student_features_and_logits(x)
-        teacher_features, teacher_logits = self.teacher_features_and_logits(x)
+        teacher_features, teacher_logits = self.teacher_features_and_logits(x, index)
         kd = kd_loss(logits, teacher_logits, cfg.temperature)
         sample = sample_representation_loss(self.regressor(features), teacher_features)
         shape = class_representation_loss(features, teacher_features, y, self.num_classes)
@@ -117,9 +117,9 @@ class CIDDistiller(Distiller):
     @torch.no_grad()
     def _accumulate(self, features: Tensor, teacher_logits: Tensor, labels: Tensor) -> None:
         weights = true_class_probability(teacher_logits, labels, self.cfg.temperature)
-        feature_sum, weight_sum = dictionary_sums(features, weights, labels, self.num_classes)
-        self.dictionary_feature_sum += feature_sum
-        self.dictionary_weight_sum += weight_sum
+        accumulate_dictionary_sums_(
+            self.dictionary_feature_sum, self.dictionary_weight_sum, features, weights, labels
+        )
 
     # ----------------------------------------------------------------- epoch boundaries
     def on_epoch_start(self, epoch: int) -> None:

@@ -22,9 +22,9 @@ class DKDDistiller(Distiller):
         warmup = self.cfg.warmup_epochs
         return 1.0 if warmup <= 0 else min((self._epoch + 1) / warmup, 1.0)
 
-    def forward(self, x: Tensor, y: Tensor) -> StepOutput:
+    def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         logits = self.student(x)
-        teacher_logits = self.teacher_logits(x)
+        teacher_logits = self.teacher_logits(x, index)
         ce = F.cross_entropy(logits, y)
         dkd = dkd_loss(logits, teacher_logits, y, self.cfg.alpha, self.cfg.beta, self.cfg.temperature)
         loss = self.cfg.ce_weight * ce + self.ramp() * dkd

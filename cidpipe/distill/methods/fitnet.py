@@ -29,9 +29,9 @@ class FitNetDistiller(Distiller):
         super().__init__(student, teacher, cfg, num_classes=num_classes, epochs=epochs)
         self.regressor = nn.Linear(student.feature_dim, teacher.feature_dim)
 
-    def forward(self, x: Tensor, y: Tensor) -> StepOutput:
+    def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         features, logits = self.student_features_and_logits(x)
-        teacher_features, _ = self.teacher_features_and_logits(x)
+        teacher_features, _ = self.teacher_features_and_logits(x, index)
         ce = F.cross_entropy(logits, y)
         hint = hint_loss(self.regressor(features), teacher_features)
         loss = self.cfg.ce_weight * ce + self.cfg.hint_weight * hint

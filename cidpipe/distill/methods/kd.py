@@ -14,9 +14,9 @@ from cidpipe.distill.registry import register_method
 class KDDistiller(Distiller):
     """Loss = ce_weight * CE + kd_weight * KD."""
 
-    def forward(self, x: Tensor, y: Tensor) -> StepOutput:
+    def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         logits = self.student(x)
-        teacher_logits = self.teacher_logits(x)
+        teacher_logits = self.teacher_logits(x, index)
         ce = F.cross_entropy(logits, y)
         kd = kd_loss(logits, teacher_logits, self.cfg.temperature)
         loss = self.cfg.ce_weight * ce + self.cfg.kd_weight * kd

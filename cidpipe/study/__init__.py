@@ -1,0 +1,1 @@
+"""Studies over many runs: method comparisons (mean ± std over seeds), bias flavours, linear probes."""

@@ -1,0 +1,120 @@
+"""Bad input through the real CLI: one line on stderr, the documented exit code, no traceback, no debris."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from cidpipe.models import build_model
+from tests.conftest import run_cli, tiny_recipe_dict
+
+
+def _recipe(tmp_path, **sections):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe_dict(tmp_path / "runs", **sections)))
+    return path
+
+
+def _assert_clean_failure(result, code: int, needle: str, tmp_path):
+    assert result.returncode == code, (result.returncode, result.stderr)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), result.stderr
+    assert needle in lines[-1], lines[-1]
+    assert "Traceback" not in result.stderr
+    runs = tmp_path / "runs"
+    assert not runs.exists() or not any(runs.rglob("manifest.json")), "nothing may be published"
+    assert not runs.exists() or not [
+        p for p in runs.rglob("*") if p.is_file() and "checkpoints" not in p.parts
+    ]
+
+
+def _weights(tmp_path, arch, name, poison=False):
+    model = build_model(arch, 10)
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if poison:
+        state = {k: torch.full_like(v, math.nan) if v.is_floating_point() else v for k, v in state.items()}
+    path = tmp_path / name
+    save_file(state, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "sections, code, needle",
+    [
+        ({"dat": {"name": "digits"}}, 2, "unknown key 'dat' (did you mean 'data'?)"),
+        ({"data": {"batch_size": "lots"}}, 2, "'data.batch_size'"),
+        ({"teacher": {"model": {"arch": "resnet8x5"}}}, 4, "did you mean 'resnet8x4'"),
+        ({"distill": {"method": "cidd"}}, 2, "did you mean 'cid'"),
+    ],
+)
+def test_bad_recipes(tmp_path, sections, code, needle):
+    verb = "distill" if "distill" in sections else "train"
+    if verb == "distill":
+        assert run_cli("train", str(_recipe(tmp_path)), "--device", "cpu").returncode == 0
+        before = sorted(p.name for p in (tmp_path / "runs" / "tiny").iterdir())
+        result = run_cli("distill", str(_recipe(tmp_path, **sections)), "--device", "cpu")
+        assert result.returncode == code and needle in result.stderr and "Traceback" not in result.stderr
+        assert sorted(p.name for p in (tmp_path / "runs" / "tiny").iterdir()) == before
+        return
+    _assert_clean_failure(
+        run_cli(verb, str(_recipe(tmp_path, **sections)), "--device", "cpu"), code, needle, tmp_path
+    )
+
+
+def test_set_on_a_key_that_does_not_exist(tmp_path):
+    result = run_cli("train", str(_recipe(tmp_path)), "--set", "teacher.train.epoks=3")
+    _assert_clean_failure(result, 2, "did you mean 'teacher.train.epochs'", tmp_path)
+
+
+def test_missing_data_directory(tmp_path):
+    recipe = _recipe(tmp_path, data={"name": "fashion-mnist", "root": str(tmp_path / "nowhere")})
+    _assert_clean_failure(run_cli("train", str(recipe), "--device", "cpu"), 3, "nowhere", tmp_path)
+
+
+def test_directory_without_class_folders(tmp_path):
+    empty = tmp_path / "images"
+    (empty / "train").mkdir(parents=True)
+    (empty / "test").mkdir()
+    recipe = _recipe(tmp_path, data={"name": "imagefolder", "root": str(empty)})
+    _assert_clean_failure(run_cli("train", str(recipe), "--device", "cpu"), 3, "class", tmp_path)
+
+
+def test_corrupt_checkpoint(tmp_path):
+    bad = tmp_path / "teacher.safetensors"
+    bad.write_bytes(b"definitely not a safetensors file")
+    recipe = _recipe(tmp_path, teacher={"model": {"arch": "tinycnn", "checkpoint": str(bad)}})
+    _assert_clean_failure(run_cli("train", str(recipe), "--device", "cpu"), 4, "corrupt", tmp_path)
+
+
+def test_checkpoint_of_another_architecture(tmp_path):
+    other = _weights(tmp_path, "resnet8", "resnet8.safetensors")
+    recipe = _recipe(tmp_path, teacher={"model": {"arch": "tinycnn", "checkpoint": str(other)}})
+    _assert_clean_failure(
+        run_cli("train", str(recipe), "--device", "cpu"), 4, "does not match a tinycnn", tmp_path
+    )
+
+
+def test_weights_that_produce_nan_stop_distillation(tmp_path):
+    poisoned = _weights(tmp_path, "tinycnn", "nan.safetensors", poison=True)
+    recipe = _recipe(tmp_path, teacher={"model": {"arch": "tinycnn", "checkpoint": str(poisoned)}})
+    assert run_cli("train", str(recipe), "--device", "cpu").returncode == 0  # importing weights is fine
+    result = run_cli("distill", str(recipe), "--device", "cpu")
+    assert result.returncode == 5, result.stderr
+    assert "NaN/inf" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs" / "tiny" / "student").exists()
+
+
+def test_gate_and_report_on_a_directory_that_is_not_a_run(tmp_path):
+    for verb in ("gate", "report", "eval"):
+        result = run_cli(verb, str(tmp_path))
+        assert result.returncode == 2, (verb, result.stderr)
+        assert result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_debug_env_shows_the_traceback(tmp_path):
+    result = run_cli("train", str(_recipe(tmp_path, dat={})), env={"CIDPIPE_DEBUG": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr

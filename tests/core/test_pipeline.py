@@ -1,0 +1,134 @@
+"""`cidpipe run` end to end on a tiny recipe: every stage, the cache, selective reruns, the gate's verdict."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+import yaml
+
+from cidpipe.config import validate_recipe
+from cidpipe.pipeline import make_plan
+from tests.conftest import run_cli, tiny_recipe_dict
+
+FULL = {
+    "student": {"train": {"epochs": 3}},
+    "quantize": {"enabled": True, "calibration": {"samples": 64}},
+    "export": {"enabled": True, "parity": {"samples": 64}},
+    "bench": {
+        "enabled": True,
+        "runs": 5,
+        "min_seconds": 0.0,
+        "warmup_runs": 1,
+        "warmup_seconds": 0.0,
+        "max_eval_samples": 128,
+    },
+    "gate": {"enabled": True, "min_top1": 20.0, "max_drop": 30.0},
+    "report": {"enabled": True},
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    recipe = root / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(root / "runs", **FULL)))
+    first = run_cli("run", str(recipe), "--device", "cpu")
+    assert first.returncode == 0, first.stderr[-3000:]
+    return root, recipe, first
+
+
+def test_every_stage_publishes_a_manifest(finished_run):
+    root, _, first = finished_run
+    run_dir = root / "runs" / "tiny"
+    for stage in ("teacher", "student", "export", "quantize", "bench"):
+        manifest = json.loads((run_dir / stage / "manifest.json").read_text())
+        assert manifest["status"] == "complete" and manifest["recipe"] == "tiny"
+    student = json.loads((run_dir / "student" / "manifest.json").read_text())
+    teacher = json.loads((run_dir / "teacher" / "manifest.json").read_text())
+    assert student["parents"] == {"teacher": teacher["id"]}
+    assert student["model"]["head"]["head"] == "cid"
+    bench = json.loads((run_dir / "bench" / "manifest.json").read_text())
+    formats = {row["format"] for row in bench["metrics"]["results"]}
+    assert formats == {"torch", "onnx-fp32", "onnx-int8"}
+    assert (run_dir / "gate" / "gate.json").is_file() and (run_dir / "report" / "report.html").is_file()
+    assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "no partial directories left"
+
+
+def test_second_run_is_all_cached(finished_run):
+    _, recipe, _ = finished_run
+    again = run_cli("run", str(recipe), "--device", "cpu", "--json")
+    assert again.returncode == 0, again.stderr[-2000:]
+    actions = {step["name"]: step["action"] for step in json.loads(again.stdout)["plan"]}
+    assert actions == {
+        "train": "cached",
+        "distill": "cached",
+        "export": "cached",
+        "quantize": "cached",
+        "trt": "skip",
+        "bench": "cached",
+        "gate": "run",
+        "report": "run",
+    }
+
+
+def test_changing_quantization_reruns_only_quantize_and_after(finished_run):
+    root, recipe_path, _ = finished_run
+    raw = yaml.safe_load(recipe_path.read_text())
+    raw["quantize"]["calibration"]["method"] = "percentile"
+    plan = {p.name: p.action for p in make_plan(validate_recipe(raw))}
+    assert plan["train"] == plan["distill"] == plan["export"] == "cached"
+    assert plan["quantize"] == plan["bench"] == "run"
+    raw["distill"]["cid"]["class_weight"] = 0.5
+    plan = {p.name: p.action for p in make_plan(validate_recipe(raw))}
+    assert plan["train"] == "cached" and plan["distill"] == "run" and plan["export"] == "run"
+
+
+def test_dry_run_prints_plan_and_runs_nothing(finished_run, tmp_path):
+    _, recipe, _ = finished_run
+    out = run_cli("run", str(recipe), "--dry-run", "--out", str(tmp_path / "fresh"))
+    assert out.returncode == 0
+    assert "not run yet" in out.stdout
+    assert not (tmp_path / "fresh").exists()
+
+
+def test_worse_student_fails_the_gate_against_the_baseline(finished_run, tmp_path):
+    root, recipe, _ = finished_run
+    run_dir = root / "runs" / "tiny"
+    baseline = tmp_path / "baseline.json"
+    saved = run_cli("gate", str(run_dir), "--save-baseline", str(baseline))
+    assert saved.returncode == 0, saved.stderr
+    gate_file = tmp_path / "gate.yaml"
+    gate_file.write_text(
+        yaml.safe_dump({"baseline": str(baseline), "accuracy_tolerance": 0.5, "latency_tolerance": 100.0})
+    )
+    worse = run_cli(
+        "run",
+        str(recipe),
+        "--device",
+        "cpu",
+        "--set",
+        "student.train.epochs=2",
+        "--set",
+        "student.train.lr=0.0001",
+        "--out",
+        str(tmp_path / "worse"),
+        "--set",
+        "gate.enabled=false",
+    )
+    assert worse.returncode == 0, worse.stderr[-2000:]
+    junit = tmp_path / "junit.xml"
+    verdict = run_cli(
+        "gate", str(tmp_path / "worse" / "tiny"), "--gate", str(gate_file), "--junit", str(junit)
+    )
+    assert verdict.returncode == 1, verdict.stdout + verdict.stderr
+    assert verdict.stderr.startswith("error: gate failed") and "Traceback" not in verdict.stderr
+    failed = [
+        case.get("name")
+        for case in ET.parse(junit).getroot().iter("testcase")
+        if case.find("failure") is not None
+    ]
+    assert failed and all(name.startswith("baseline.top1") for name in failed)
+    good = run_cli("gate", str(run_dir), "--gate", str(gate_file))
+    assert good.returncode == 0, good.stdout + good.stderr

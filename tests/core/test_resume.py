@@ -1,0 +1,49 @@
+"""Killed with SIGKILL mid-run, `cidpipe train` resumes from its last epoch checkpoint; a rerun is cached."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import yaml
+
+from tests.conftest import run_cli, tiny_recipe_dict
+
+
+def test_sigkill_then_resume_then_cached(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tmp_path / "runs", teacher={"train": {"epochs": 12}})))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cidpipe", "train", str(recipe), "--device", "cpu"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    run_dir = tmp_path / "runs" / "tiny"
+    deadline = time.monotonic() + 240
+    checkpoint = None
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(run_dir.glob(".teacher.partial-*/checkpoints/seed0.pt"))
+        if found:
+            checkpoint = found[0]
+            break
+        time.sleep(0.05)
+    assert checkpoint is not None, "no epoch checkpoint appeared"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run_dir / "teacher" / "manifest.json").exists(), "a killed stage must not look finished"
+
+    resumed = run_cli("train", str(recipe), "--device", "cpu")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "resuming from the checkpoint after epoch" in resumed.stderr
+    assert (run_dir / "teacher" / "manifest.json").is_file()
+    assert not list(run_dir.glob(".teacher.partial-*")), "the work directory is swapped into place"
+
+    started = time.monotonic()
+    cached = run_cli("train", str(recipe), "--device", "cpu")
+    assert cached.returncode == 0 and "cached" in cached.stderr + cached.stdout
+    assert time.monotonic() - started < 60
