@@ -80,3 +80,14 @@ def test_recipe_id_changes_with_content():
     b = validate_recipe({**MINIMAL, "distill": {"cid": {"class_weight": 2.0}}})
     assert a.recipe_id() != b.recipe_id()
     assert a.recipe_id() == validate_recipe(dict(MINIMAL)).recipe_id()
+
+
+def test_published_json_schema_is_current():
+    """docs/recipe.schema.json is what `cidpipe recipes schema` prints (regenerate it on schema changes)."""
+    import json
+    from pathlib import Path
+
+    published = Path(__file__).resolve().parents[2] / "docs" / "recipe.schema.json"
+    assert json.loads(published.read_text()) == json.loads(json.dumps(recipe_json_schema(), default=str)), (
+        "run: cidpipe recipes schema > docs/recipe.schema.json"
+    )

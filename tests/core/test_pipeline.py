@@ -52,7 +52,12 @@ def test_every_stage_publishes_a_manifest(finished_run):
     bench = json.loads((run_dir / "bench" / "manifest.json").read_text())
     formats = {row["format"] for row in bench["metrics"]["results"]}
     assert formats == {"torch", "onnx-fp32", "onnx-int8"}
-    assert (run_dir / "gate" / "gate.json").is_file() and (run_dir / "report" / "report.html").is_file()
+    assert (run_dir / "gate" / "gate.json").is_file()
+    report = (run_dir / "report" / "report.md").read_text()
+    assert f"{student['metrics']['test_top1']:.2f}" in report, "the report shows the run's own numbers"
+    p99 = next(r for r in bench["metrics"]["results"] if r["format"] == "onnx-int8")["latency"]["p99_ms"]
+    assert f"{p99:.2f}" in report
+    assert "data:image/png;base64" in (run_dir / "report" / "report.html").read_text()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "no partial directories left"
 
 
