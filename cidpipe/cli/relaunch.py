@@ -15,7 +15,6 @@ from typing import Any
 import typer
 
 from cidpipe.errors import UsageError
-from cidpipe.training.distributed import launched_world_size
 
 
 def rebuilt_arguments(ctx: typer.Context, drop: set[str]) -> list[str]:
@@ -67,6 +66,8 @@ def relaunch_if_requested(ctx: typer.Context, nproc: int) -> None:
         raise UsageError(f"--nproc must be at least 1, got {nproc}")
     if nproc == 1:
         return
+    from cidpipe.training.distributed import launched_world_size  # imports torch: only when used
+
     if launched_world_size() > 1:
         raise UsageError("--nproc was given inside a torchrun launch; give one or the other, not both")
     command = torchrun_command(nproc, rebuilt_arguments(ctx, drop={"nproc"}))

@@ -56,8 +56,11 @@ def compare(
     from cidpipe.study.stats import format_mean_std
 
     parsed = recipe_from_cli(recipe, set_)
-    command = "cidpipe " + shlex.join(["compare", *sys.argv[sys.argv.index("compare") + 1 :]]) \
-        if "compare" in sys.argv else None
+    command = (
+        "cidpipe " + shlex.join(["compare", *sys.argv[sys.argv.index("compare") + 1 :]])
+        if "compare" in sys.argv
+        else None
+    )
     result = run_comparison(
         parsed,
         methods=_names(methods),
@@ -79,8 +82,10 @@ def compare(
     table.add_row("teacher", *(format_mean_std([result.teacher.metrics[c]]) for c in columns))
     for method in result.methods:
         records = result.records(method)
-        table.add_row(method, *(format_mean_std([r.metrics[c] for r in records]) if records else "diverged"
-                                for c in columns))
+        table.add_row(
+            method,
+            *(format_mean_std([r.metrics[c] for r in records]) if records else "diverged" for c in columns),
+        )
     stdout.print(table)
     if out is not None:
         stdout.print(f"wrote {out} (section '{parsed.name}') in {result.wall_seconds:.0f} s")

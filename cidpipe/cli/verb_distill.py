@@ -24,7 +24,6 @@ from cidpipe.cli.common import (
 )
 from cidpipe.cli.relaunch import relaunch_if_requested
 from cidpipe.cli.tables import result_json, stage_table
-from cidpipe.training import distributed
 
 NprocOpt = Annotated[
     int,
@@ -53,6 +52,7 @@ def distill(
 ) -> None:
     """Distill the student from the teacher.  Example: cidpipe distill recipes/quickstart.yaml --method cid"""
     from cidpipe.stages.distill import run_distill
+    from cidpipe.training import distributed
 
     overrides = list(set_ or []) + ([f"distill.method={method}"] if method else [])
     parsed = recipe_from_cli(recipe, overrides, out=out, seed=seed, seeds=seeds)

@@ -23,7 +23,6 @@ from cidpipe.cli.common import (
 )
 from cidpipe.cli.relaunch import relaunch_if_requested
 from cidpipe.cli.tables import result_json, stage_table
-from cidpipe.training import distributed
 
 NprocOpt = Annotated[
     int,
@@ -46,6 +45,7 @@ def train(
     """Train the recipe's teacher with cross-entropy.  Example: cidpipe train recipes/quickstart.yaml"""
     from cidpipe.errors import UsageError
     from cidpipe.stages.train import run_train
+    from cidpipe.training import distributed
 
     parsed = recipe_from_cli(recipe, set_, out=out, seed=seed)
     if parsed.teacher.model.checkpoint is not None and (nproc > 1 or distributed.launched_world_size() > 1):

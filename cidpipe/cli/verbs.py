@@ -23,11 +23,4 @@ VERB_MODULES = [
 
 
 def all_modules() -> list[ModuleType]:
-    modules = []
-    for name in VERB_MODULES:
-        try:
-            modules.append(importlib.import_module(f"cidpipe.cli.verb_{name}"))
-        except ModuleNotFoundError as exc:
-            if exc.name != f"cidpipe.cli.verb_{name}":
-                raise
-    return modules
+    return [importlib.import_module(f"cidpipe.cli.verb_{name}") for name in VERB_MODULES]

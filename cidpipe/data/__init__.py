@@ -1,11 +1,30 @@
-"""Datasets: registry, splits (tensor-resident or file-backed), device-side augmentation, colour bias."""
+"""Datasets: registry, splits (tensor-resident or file-backed), device-side augmentation, colour bias.
 
-from cidpipe.data.base import DatasetBundle, ImageFolderSplit, Split, TensorSplit
-from cidpipe.data.config import BiasConfig, DataConfig
-from cidpipe.data.registry import list_datasets, load_dataset, register_dataset
-from cidpipe.data.resident import place_split
+The names below are resolved on first use, so reading a recipe (which imports cidpipe.data.config) does
+not import torch: `cidpipe --help` and recipe validation stay fast.
+"""
 
-__all__ = [
-    "BiasConfig", "DataConfig", "DatasetBundle", "ImageFolderSplit", "Split", "TensorSplit",
-    "list_datasets", "load_dataset", "place_split", "register_dataset",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DatasetBundle": "cidpipe.data.base",
+    "ImageFolderSplit": "cidpipe.data.base",
+    "Split": "cidpipe.data.base",
+    "TensorSplit": "cidpipe.data.base",
+    "BiasConfig": "cidpipe.data.config",
+    "DataConfig": "cidpipe.data.config",
+    "list_datasets": "cidpipe.data.registry",
+    "load_dataset": "cidpipe.data.registry",
+    "register_dataset": "cidpipe.data.registry",
+    "place_split": "cidpipe.data.resident",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cidpipe.data' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,7 +1,22 @@
-"""Reports of finished runs: Markdown, a self-contained HTML page and PNG figures."""
+"""Reports of finished runs: Markdown, a self-contained HTML page and PNG figures.
 
-from cidpipe.report.config import ReportConfig
-from cidpipe.report.plots import pareto_front
-from cidpipe.report.writer import write_report
+Names resolve on first use so that reading a recipe (cidpipe.report.config) does not import matplotlib.
+"""
 
-__all__ = ["ReportConfig", "pareto_front", "write_report"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ReportConfig": "cidpipe.report.config",
+    "pareto_front": "cidpipe.report.plots",
+    "write_report": "cidpipe.report.writer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'cidpipe.report' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from rich.console import Console
 
 from cidpipe.config import Recipe
@@ -26,6 +25,8 @@ STAGE_DIRS = {
 
 
 def resolve_device(requested: str) -> str:
+    import torch  # here, not at module level: `cidpipe --help` should not pay for importing torch
+
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():

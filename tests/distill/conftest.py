@@ -22,4 +22,5 @@ def distill_cfg() -> DistillConfig:
     cfg = DistillConfig()
     cfg.cid.warmup_epochs = 2
     cfg.dkd.warmup_epochs = 4
+    cfg.fitnet.hint_weight = 7.0  # not 1, so a weight that is ignored shows
     return cfg

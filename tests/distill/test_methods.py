@@ -72,7 +72,7 @@ def test_kd_fitnet_and_dkd_combine_their_parts_with_the_configured_weights(disti
     out = fitnet(x, y)
     hint = hint_loss(fitnet.regressor(fitnet.student.forward_features(x)), fitnet.teacher.forward_features(x))
     torch.testing.assert_close(out.parts["hint"], hint)
-    torch.testing.assert_close(out.loss, out.parts["ce"] + 100.0 * hint)
+    torch.testing.assert_close(out.loss, out.parts["ce"] + distill_cfg.fitnet.hint_weight * hint)
 
     dkd = _build("dkd", distill_cfg)
     expected_dkd = dkd_loss(dkd.student(x), dkd.teacher(x), y, 1.0, 8.0, 4.0)
