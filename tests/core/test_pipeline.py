@@ -10,6 +10,7 @@ import yaml
 
 from cidpipe.config import validate_recipe
 from cidpipe.pipeline import make_plan
+from cidpipe.report.tables import ms
 from tests.conftest import run_cli, tiny_recipe_dict
 
 FULL = {
@@ -56,7 +57,7 @@ def test_every_stage_publishes_a_manifest(finished_run):
     report = (run_dir / "report" / "report.md").read_text()
     assert f"{student['metrics']['test_top1']:.2f}" in report, "the report shows the run's own numbers"
     p99 = next(r for r in bench["metrics"]["results"] if r["format"] == "onnx-int8")["latency"]["p99_ms"]
-    assert f"{p99:.2f}" in report
+    assert f"| {ms(p99)} |" in report  # formatted the way the report formats milliseconds
     assert "data:image/png;base64" in (run_dir / "report" / "report.html").read_text()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "no partial directories left"
 
