@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 import cidpipe
+from cidpipe.atomic import atomic_write_text
 from cidpipe.config import hash_config
 from cidpipe.errors import UsageError
 
@@ -239,18 +240,12 @@ class StageWork:
             finished_at=now_iso(),
             status="complete",
         )
-        write_text_atomic(self.work_dir / MANIFEST_NAME, manifest_to_json(manifest))
+        atomic_write_text(self.work_dir / MANIFEST_NAME, manifest_to_json(manifest))
         publish_directory(self.work_dir, self.stage_dir)
         return manifest
 
     def discard(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def publish_directory(src: Path, dst: Path) -> None:

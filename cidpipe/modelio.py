@@ -6,7 +6,6 @@ loading its weights: registry arch, classes, input shape, normalisation and the 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from cidpipe.atomic import atomic_write_with
 from cidpipe.errors import ModelError
 from cidpipe.manifest import Manifest, read_manifest
 
@@ -33,9 +33,7 @@ def model_spec(arch: str, bundle, head: dict[str, Any], params: int) -> dict[str
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(state, str(tmp))
-    os.replace(tmp, path)
+    atomic_write_with(path, lambda tmp: save_file(state, str(tmp)))
 
 
 def load_weights(path: Path) -> dict[str, torch.Tensor]:

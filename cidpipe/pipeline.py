@@ -11,9 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe, dump_recipe_yaml
 from cidpipe.errors import UsageError
-from cidpipe.manifest import StageWork, cache_status, write_text_atomic
+from cidpipe.manifest import StageWork, cache_status
 from cidpipe.stages.common import StageOptions, StageResult
 
 
@@ -104,7 +105,7 @@ def run_pipeline(
             continue
         result.results[planned.name] = specs[planned.name].run(recipe, options)
         # Written once a stage has succeeded, so a recipe that fails at once leaves no run directory behind.
-        write_text_atomic(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))
+        atomic_write_text(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))
     return result
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe, load_recipe
 from cidpipe.stages.common import StageOptions, resolve_device
 
@@ -111,7 +112,5 @@ def resolve_target(
 def save_run_recipe(recipe: Recipe) -> None:
     """Keep the resolved recipe next to the stages so later verbs can be pointed at the run directory."""
     from cidpipe.config import dump_recipe_yaml
-    from cidpipe.manifest import write_text_atomic
 
-    recipe.run_dir().mkdir(parents=True, exist_ok=True)
-    write_text_atomic(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))
+    atomic_write_text(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))

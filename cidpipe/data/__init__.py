@@ -6,8 +6,7 @@ not import torch: `cidpipe --help` and recipe validation stay fast.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cidpipe.lazy import lazy_exports
 
 _EXPORTS = {
     "DatasetBundle": "cidpipe.data.base",
@@ -23,8 +22,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cidpipe.data' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

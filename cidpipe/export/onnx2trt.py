@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from cidpipe.atomic import atomic_write_bytes
 from cidpipe.errors import MissingDependency, ModelError, UsageError
-from cidpipe.export.atomic import atomic_write_bytes
 from cidpipe.export.config import TensorRTConfig
 from cidpipe.export.trtexec import parse_trt_version
 

@@ -21,8 +21,8 @@ import onnx
 import torch
 from torch import nn
 
+from cidpipe.atomic import atomic_target
 from cidpipe.errors import ModelError, UsageError
-from cidpipe.export.atomic import atomic_target
 from cidpipe.export.metadata import base_metadata, decode_metadata, encode_metadata
 
 INPUT_NAME = "input"

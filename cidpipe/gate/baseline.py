@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cidpipe import __version__
+from cidpipe.atomic import atomic_write_text
 from cidpipe.errors import UsageError
-from cidpipe.gate.files import atomic_write_text
 from cidpipe.gate.numbers import compare_message, format_value
 from cidpipe.gate.report import Check
 from cidpipe.gate.rundir import RunData, load_run, result_subject

@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
+from cidpipe.atomic import atomic_write_bytes, atomic_write_text
 from cidpipe.errors import UsageError
-from cidpipe.gate.files import atomic_write_bytes, atomic_write_text
 from cidpipe.gate.numbers import format_value
 from cidpipe.gate.report import GateReport
 

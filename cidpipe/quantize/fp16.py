@@ -7,8 +7,8 @@ from typing import Any
 
 import onnx
 
+from cidpipe.atomic import atomic_write_with
 from cidpipe.errors import MissingDependency, ModelError
-from cidpipe.export.atomic import atomic_write_with
 from cidpipe.export.torch2onnx import load_onnx_checked
 
 

@@ -33,8 +33,8 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from cidpipe.atomic import atomic_write_with
 from cidpipe.errors import ModelError, UsageError
-from cidpipe.export.atomic import atomic_write_with
 from cidpipe.export.ort_run import make_session, run_onnx, top1_percent
 from cidpipe.export.torch2onnx import load_onnx_checked
 from cidpipe.quantize.budget import fit_accuracy_budget

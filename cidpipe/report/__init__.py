@@ -5,8 +5,7 @@ Names resolve on first use so that reading a recipe (cidpipe.report.config) does
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cidpipe.lazy import lazy_exports
 
 _EXPORTS = {
     "ReportConfig": "cidpipe.report.config",
@@ -15,8 +14,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'cidpipe.report' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cidpipe.gate.files import atomic_write_bytes
+from cidpipe.atomic import atomic_write_bytes
 from cidpipe.gate.rundir import RunData, result_subject
 
 STAGE_COLOURS = {"teacher": "#4c72b0", "student": "#dd8452"}

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from cidpipe import __version__
+from cidpipe.atomic import atomic_write_text
 from cidpipe.errors import UsageError
-from cidpipe.gate.files import atomic_write_text
 from cidpipe.gate.rundir import RunData, load_run
 from cidpipe.report.compare import comparison_table, run_labels
 from cidpipe.report.plots import LATENCY_KEYS, plot_accuracy_latency, plot_training_curves

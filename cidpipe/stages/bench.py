@@ -11,13 +11,14 @@ from pathlib import Path
 
 import numpy as np
 
+from cidpipe.atomic import atomic_write_text
 from cidpipe.bench.local import bench_local
 from cidpipe.bench.result import ArtifactSpec, BenchResult
 from cidpipe.bench.table import print_results, results_to_json
 from cidpipe.config import Recipe
 from cidpipe.data.registry import load_dataset
 from cidpipe.export.parity import torch_logits
-from cidpipe.manifest import StageWork, write_text_atomic
+from cidpipe.manifest import StageWork
 from cidpipe.stages.bench_artifacts import run_artifacts
 from cidpipe.stages.bench_remote import bench_remote
 from cidpipe.stages.common import StageOptions, StageResult, discard_on_error, reuse_if_cached, stage_dir
@@ -72,7 +73,7 @@ def run_bench(recipe: Recipe, options: StageOptions) -> StageResult:
                 results += bench_remote(device_name, _file_artifacts(artifacts), eval_npz, recipe)
         print_results(results, options.out, cfg.cov_warning)
         rows = results_to_json(results)
-        write_text_atomic(work.path("results.json"), _json(rows))
+        atomic_write_text(work.path("results.json"), _json(rows))
         work.add_artifact("results", "results.json")
         metrics = {
             "results": rows,

@@ -17,9 +17,10 @@ from typing import Any
 
 from rich.console import Console
 
+from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe
 from cidpipe.errors import ConfigError, TrainingDiverged, UsageError
-from cidpipe.manifest import Manifest, write_text_atomic
+from cidpipe.manifest import Manifest
 from cidpipe.modelio import load_stage_model
 from cidpipe.stages.common import StageOptions, StageResult
 from cidpipe.study.probe import ProbeSettings, linear_probe, resolve_probe_dataset
@@ -130,7 +131,7 @@ def cached_probe(stage: StageResult, dataset: str, settings: ProbeSettings, devi
     module, manifest = load_stage_model(stage.stage_dir)
     result = linear_probe(module, manifest.model or {}, dataset, device=device, settings=settings)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps({"key": key, "result": result}, indent=2))
+    atomic_write_text(path, json.dumps({"key": key, "result": result}, indent=2))
     return float(result["top1"])
 
 
@@ -190,7 +191,7 @@ def run_comparison(
     comparison = Comparison(recipe, methods, seeds, probe_names, teacher, students,
                             time.perf_counter() - began, command or _python_command(recipe, methods, seeds,
                                                                                       probe_names))
-    write_text_atomic(comparison_dir(recipe) / "results.json",
+    atomic_write_text(comparison_dir(recipe) / "results.json",
                       json.dumps(comparison.to_json(), indent=2, default=str))
     if out is not None:
         write_section(Path(out), recipe.name, render_comparison(comparison))
@@ -201,7 +202,7 @@ def _save_recipe(recipe: Recipe) -> None:
     from cidpipe.config import dump_recipe_yaml
 
     recipe.run_dir().mkdir(parents=True, exist_ok=True)
-    write_text_atomic(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))
+    atomic_write_text(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))
 
 
 def _python_command(recipe: Recipe, methods: list[str], seeds: list[int], probes: list[str]) -> str:

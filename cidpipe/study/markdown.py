@@ -12,7 +12,7 @@ import platform
 import re
 from pathlib import Path
 
-from cidpipe.manifest import write_text_atomic
+from cidpipe.atomic import atomic_write_text
 from cidpipe.study.compare import Comparison
 from cidpipe.study.stats import exceeds_noise, format_mean_std, mean_std, paired_differences
 
@@ -159,4 +159,4 @@ def write_section(path: Path, key: str, markdown: str) -> None:
     else:
         text = (text.rstrip() + "\n\n" if text.strip() else "") + block + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, text)
+    atomic_write_text(path, text)

@@ -2,7 +2,7 @@
 
 Why the ssh binary and not a Python SSH library: it honours the user's ~/.ssh/config, agent, ProxyJump and
 known_hosts exactly as their own ``ssh`` does, and it adds no dependency. Every call is an argument list
-(never ``shell=True``). One master connection per :class:`SshTarget` is shared by all its calls
+(no local shell is involved). One master connection per :class:`SshTarget` is shared by all its calls
 (ControlMaster), so a bench run pays the TCP + key exchange once.
 """
 

@@ -47,3 +47,7 @@ def atomic_write_with(path: Path, writer: Callable[[Path], None]) -> Path:
     with atomic_target(path) as tmp:
         writer(tmp)
     return Path(path)
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
