@@ -56,9 +56,12 @@ def main() -> None:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
         dist.init_process_group("gloo", rank=rank, world_size=world_size)
     result = run(rank, world_size)
-    if world_size > 1:
-        dist.destroy_process_group()
     torch.save(result, output)
+    if world_size > 1:
+        # Both ranks finish before either tears gloo down: a peer closing its pairs while the other still
+        # holds them can abort the other process at exit ("terminate called without an active exception").
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
