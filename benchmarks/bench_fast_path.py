@@ -42,7 +42,7 @@ from cidpipe.models import build_model  # noqa: E402
 from cidpipe.train_config import OptimConfig  # noqa: E402
 from cidpipe.training.loop import autocast_context  # noqa: E402
 from cidpipe.training.schedule import build_optimizer  # noqa: E402
-from cidpipe.training.step import train_step  # noqa: E402
+from cidpipe.training.step import compiled_step, train_step  # noqa: E402
 
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR100_STD = (0.2675, 0.2565, 0.2761)
@@ -77,13 +77,20 @@ def build_models(teacher_arch: str, student_arch: str, classes: int, seed: int =
 
 def fast_path_runner(method: str, student, teacher, images, labels, *, device: str, batch: int,
                      amp: str = "auto", channels_last: bool | None = None,
-                     reuse_teacher: bool = False, augment: bool = True) -> Callable[[], None]:
-    """One call = one training step of the real loop on a device-resident, device-augmented split."""
+                     reuse_teacher: bool = False, augment: bool = True,
+                     compile_mode: str | None = None) -> Callable[[], None]:
+    """One call = one training step of the real loop on a device-resident, device-augmented split.
+
+    ``compile_mode`` (default / reduce-overhead / ...) compiles the step as the loop's ``optim.compile``
+    does; the first calls pay the compilation (keep them in the warm-up). The returned step has an
+    ``all_finite()`` method: a benchmark of a step whose loss went NaN measures nothing.
+    """
     classes = int(student.num_classes)
     cfg = DistillConfig(method=method, cid=CIDConfig(warmup_epochs=1))
     distiller = build_distiller(method, copy.deepcopy(student), copy.deepcopy(teacher), cfg,
                                 num_classes=classes, epochs=2)
-    optim = OptimConfig(amp=amp, channels_last=channels_last)
+    optim = OptimConfig(amp=amp, channels_last=channels_last, compile=compile_mode is not None,
+                        compile_mode=compile_mode or "default")
     use_cl = channels_last if channels_last is not None else device.startswith("cuda")
     distiller.to(device)
     if use_cl:
@@ -100,6 +107,7 @@ def fast_path_runner(method: str, student, teacher, images, labels, *, device: s
         plain = split.batches(256, shuffle=False, augment=False, device=device, with_index=True)
         with autocast:
             distiller.build_teacher_cache(plain, len(split))
+    forward = compiled_step(distiller, optim, device)
     generator = torch.Generator().manual_seed(0)
 
     def epochs() -> Iterator[tuple]:
@@ -109,15 +117,18 @@ def fast_path_runner(method: str, student, teacher, images, labels, *, device: s
 
     batches = epochs()
     correct = torch.zeros((), device=device)
+    finite = torch.ones((), dtype=torch.bool, device=device)
 
     def step() -> None:
-        nonlocal correct
+        nonlocal correct, finite
         x, y, index = next(batches)
         if use_cl:
             x = x.contiguous(memory_format=torch.channels_last)
-        out = train_step(distiller, optimizer, autocast, scaler, x, y, index if reuse_teacher else None)
-        correct = correct + (out.logits.detach().argmax(1) == y).sum()  # the loop's on-device metric
+        out = train_step(forward, optimizer, autocast, scaler, x, y, index if reuse_teacher else None)
+        correct = correct + (out.logits.detach().argmax(1) == y).sum()  # the loop's on-device metrics
+        finite = finite & torch.isfinite(out.loss.detach())
 
+    step.all_finite = lambda: bool(finite)
     return step
 
 
@@ -141,6 +152,14 @@ def reference_runner(student, teacher, images, labels, *, device: str, batch: in
     return step
 
 
+def require_finite(runners: dict[str, Callable[[], None]]) -> None:
+    """Stop with the variant's name if any timed fast-path step produced a non-finite loss."""
+    for name, run in runners.items():
+        check = getattr(run, "all_finite", None)
+        if check is not None and not check():
+            raise SystemExit(f"{name}: the loss went non-finite during the benchmark; its timing is void")
+
+
 def measure_interleaved(runners: dict[str, Callable[[], None]], *, device: str, iters: int, block: int,
                         warmup: int, batch: int) -> dict[str, dict[str, float]]:
     """Median images/s per runner over blocks of ``block`` steps, runners alternating block by block."""
@@ -158,6 +177,7 @@ def measure_interleaved(runners: dict[str, Callable[[], None]], *, device: str, 
                 runners[name]()
             synchronise(device)
             rates[name].append(block * batch / (time.perf_counter() - began))
+    require_finite(runners)
     return {name: {"images_per_s": statistics.median(r), "blocks": len(r)} for name, r in rates.items()}
 
 

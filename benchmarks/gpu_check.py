@@ -8,9 +8,13 @@ What it measures, all in ONE run with the variants interleaved (benchmarks/bench
   per-class / per-sample Python loops with host syncs, fp32) and with teacher outputs reused;
 - host synchronisations inside the fast CID step, counted with torch.cuda.set_sync_debug_mode;
 - the projected wall time of a full 240-epoch CIFAR-100 run (50,000 images x 240 / images/s).
-It prints a markdown block to paste into notes/BENCHMARKS.md.
+With --compile it instead compares the eager fast CID step with the same step under torch.compile
+(the loop's opt-in ``optim.compile``: mode default, and on CUDA reduce-overhead, i.e. CUDA graphs),
+compilation kept out of the timing and reported apart; --with-reference adds the reference-style loop.
+It prints a markdown block to paste into BENCHMARKS.md.
 
     python benchmarks/gpu_check.py                              # on the GPU machine
+    python benchmarks/gpu_check.py --compile                    # eager vs torch.compile, same step
     python benchmarks/gpu_check.py --device cpu --iters 2       # smoke test of the script itself
 """
 
@@ -32,6 +36,7 @@ from bench_fast_path import (  # noqa: E402
     markdown_rows,
     measure_interleaved,
     reference_runner,
+    synchronise,
     synthetic_cifar,
 )
 
@@ -48,7 +53,39 @@ def count_host_syncs(step, device: str, steps: int = 3) -> int | None:
                 step()
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message).lower() for w in caught)
+    return sum(is_sync_warning(str(w.message)) for w in caught)
+
+
+def is_sync_warning(message: str) -> bool:
+    """A real synchronising call, not torch's one-off notice that the debug mode is a prototype."""
+    return "called a synchronizing" in message.lower()
+
+
+def compare_compiled(args, images, labels, student, teacher, warmup: int, began: float) -> None:
+    common = {"device": args.device, "batch": args.batch}
+    modes = ["default"] + (["reduce-overhead"] if args.device.startswith("cuda") else [])
+    runners = {"CID fast path, eager": fast_path_runner("cid", student, teacher, images, labels, **common)}
+    compile_s = {}
+    for mode in modes:
+        name = f"CID fast path + torch.compile({mode})"
+        runners[name] = fast_path_runner("cid", student, teacher, images, labels, compile_mode=mode, **common)
+        compiling = time.perf_counter()
+        for _ in range(3):  # compilation, then CUDA-graph recording for reduce-overhead
+            runners[name]()
+        synchronise(args.device)
+        compile_s[mode] = time.perf_counter() - compiling
+    if args.with_reference:
+        runners["CID reference-style"] = reference_runner(student, teacher, images, labels,
+                                                          workers=args.workers, **common)
+    results = measure_interleaved(runners, device=args.device, iters=args.iters,
+                                  block=min(args.block, args.iters), warmup=warmup, batch=args.batch)
+    print("### torch.compile of the fast CID step\n")
+    print(f"- machine: {machine_description(args.device)}")
+    timings = ", ".join(f"{mode} {seconds:.1f} s" for mode, seconds in compile_s.items())
+    print(f"- first three compiled steps (compilation, graph recording): {timings}; script wall time "
+          f"{time.perf_counter() - began:.0f} s\n")
+    baseline = "CID reference-style" if args.with_reference else "CID fast path, eager"
+    print("\n".join(markdown_rows(results, baseline, args.device, args.batch)))
 
 
 def main() -> None:
@@ -63,6 +100,9 @@ def main() -> None:
     parser.add_argument("--teacher", default="resnet32x4")
     parser.add_argument("--student", default="resnet8x4")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--compile", action="store_true", help="eager vs torch.compile of the fast step")
+    parser.add_argument("--with-reference", action="store_true",
+                        help="with --compile: also time the reference-style loop and compare to it")
     args = parser.parse_args()
     on_cuda = args.device.startswith("cuda")
     if on_cuda and not torch.cuda.is_available():
@@ -76,6 +116,9 @@ def main() -> None:
     images, labels = synthetic_cifar(samples, 100)
     student, teacher = build_models(args.teacher, args.student, 100)
     common = {"device": args.device, "batch": args.batch}
+    if args.compile:
+        compare_compiled(args, images, labels, student, teacher, warmup, began)
+        return
     cid_fast = fast_path_runner("cid", student, teacher, images, labels, **common)
     runners = {
         "CID fast path (bf16 autocast + channels_last on CUDA)": cid_fast,

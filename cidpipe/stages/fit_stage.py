@@ -17,6 +17,7 @@ from cidpipe.train_config import OptimConfig
 from cidpipe.training import distributed
 from cidpipe.training.evaluate import top1_accuracy
 from cidpipe.training.loop import RunSettings, fit
+from cidpipe.training.step import check_compile_device
 
 
 def place_on_device(bundle: DatasetBundle, recipe, options: StageOptions) -> DatasetBundle:
@@ -74,6 +75,7 @@ def fit_and_publish(
     """
     device = distributed.init_from_env(options.device)
     rank = distributed.rank_and_world()[0]
+    check_compile_device(optim, device)
     work.open()
     per_seed: list[dict[str, Any]] = []
     published: dict[str, Any] = {}

@@ -30,8 +30,13 @@ from cidpipe.train_config import OptimConfig
 from cidpipe.training import distributed
 from cidpipe.training.checkpoint import load_checkpoint, save_checkpoint
 from cidpipe.training.evaluate import top1_accuracy
-from cidpipe.training.schedule import build_optimizer, learning_rate, set_learning_rate
-from cidpipe.training.step import cache_teacher_outputs, train_step
+from cidpipe.training.schedule import (
+    build_optimizer,
+    ensure_momentum_buffers,
+    learning_rate,
+    set_learning_rate,
+)
+from cidpipe.training.step import cache_teacher_outputs, compiled_step, train_step
 
 # Host synchronisation (reading the loss) happens once per this many steps, not every step.
 SYNC_EVERY = 20
@@ -89,7 +94,7 @@ def fit(
     optimizer = build_optimizer(distiller.param_groups(cfg.weight_decay), cfg, run.base_lr, device)
     find_unused = bool(getattr(distiller, "ddp_find_unused_parameters", False))
     train_module = distributed.wrap(distiller, device, find_unused_parameters=find_unused)
-    step_forward = torch.compile(train_module) if cfg.compile else train_module
+    step_forward = compiled_step(train_module, cfg, device)
     amp, scaler = autocast_context(cfg, device)
     reuse = run.reuse_teacher_outputs
     if reuse:
@@ -101,6 +106,7 @@ def fit(
         state = load_checkpoint(run.checkpoint_path)
         distiller.load_state_dict(state["distiller"])
         optimizer.load_state_dict(state["optimizer"])
+        ensure_momentum_buffers(optimizer)  # a checkpoint from before the head's first step lacks its buffer
         torch.set_rng_state(state["torch_rng"])
         start_epoch, best_epoch, best_val = state["epoch"], state["best_epoch"], state["best_val_top1"]
         best_state, history, resumed = state["best_state"], list(state["history"]), state["epoch"]

@@ -23,11 +23,11 @@ def learning_rate(cfg: OptimConfig, base_lr: float, epoch: int) -> float:
 
 
 def build_optimizer(
-    param_groups: list[dict], cfg: OptimConfig, base_lr: float, device: str
+    param_groups: list[dict], cfg: OptimConfig, base_lr: float, device: str, fused: bool | None = None
 ) -> torch.optim.SGD:
-    # The fused kernel only exists for CUDA tensors; foreach is the fast path on CPU.
-    fused = device.startswith("cuda")
-    return torch.optim.SGD(
+    """SGD of the paper; the fused kernel on CUDA (one launch for all parameters), foreach on the CPU."""
+    fused = device.startswith("cuda") if fused is None else fused
+    optimizer = torch.optim.SGD(
         param_groups,
         lr=base_lr,
         momentum=cfg.momentum,
@@ -35,6 +35,29 @@ def build_optimizer(
         fused=fused or None,
         foreach=None if fused else True,
     )
+    ensure_momentum_buffers(optimizer)
+    return optimizer
+
+
+def ensure_momentum_buffers(optimizer: torch.optim.SGD) -> None:
+    """Give every parameter a zero momentum buffer where it has none (call again after load_state_dict).
+
+    Why: torch's fused SGD (measured with torch 2.11 on CUDA and 2.14 on CPU) breaks in two ways when
+    buffers are created lazily: a step where some parameters have a buffer and others do not (CID's head
+    g gets its first gradient after the warm-up epochs) fails with "expected Tensor ... got NoneType";
+    and when the GradScaler skips the first step for inf gradients, the buffers it allocated stay
+    uninitialised memory and the next step turns the weights NaN. A zero buffer changes nothing: with
+    dampening 0 the first update is momentum * 0 + grad, exactly torch's lazily created buffer = grad.
+    """
+    for group in optimizer.param_groups:
+        if group["momentum"] == 0:
+            continue
+        if group["dampening"] != 0:
+            raise ValueError("zero momentum buffers are only exact without dampening")
+        for param in group["params"]:
+            state = optimizer.state[param]
+            if state.get("momentum_buffer") is None:
+                state["momentum_buffer"] = torch.zeros_like(param, memory_format=torch.preserve_format)
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -14,6 +14,38 @@ import torch
 from rich.console import Console
 
 from cidpipe.data.split import Split
+from cidpipe.errors import ConfigError
+from cidpipe.train_config import OptimConfig
+
+
+def check_compile_device(cfg: OptimConfig, device: str) -> None:
+    """Refuse CUDA graphs off CUDA before any work starts (the stage calls this before opening its dir)."""
+    if cfg.compile and cfg.compile_mode == "reduce-overhead" and not device.startswith("cuda"):
+        raise ConfigError(f"train.compile_mode reduce-overhead replays CUDA graphs and needs a CUDA device "
+                          f"(this run uses {device}); use --device cuda or compile_mode: default")
+
+
+def compiled_step(module: torch.nn.Module, cfg: OptimConfig, device: str) -> Callable[..., Any]:
+    """The module's forward as the loop calls it: itself, or torch.compile'd with ``cfg.compile_mode``.
+
+    ``reduce-overhead`` records the forward and backward as CUDA graphs and replays them; each call then
+    starts a new graph generation, so a step's outputs stay valid until the next step (the loop reads
+    them at once).
+    """
+    if not cfg.compile:
+        return module
+    check_compile_device(cfg, device)
+    # dynamic=False: an epoch has two batch sizes (full batches and the tail), so two static graphs; by
+    # default torch would recompile at the tail into one dynamic-shape graph with slower generic kernels.
+    compiled = torch.compile(module, mode=cfg.compile_mode, dynamic=False)
+    if cfg.compile_mode != "reduce-overhead":
+        return compiled
+
+    def graph_step(*args: Any, **kwargs: Any) -> Any:
+        torch.compiler.cudagraph_mark_step_begin()
+        return compiled(*args, **kwargs)
+
+    return graph_step
 
 
 def train_step(

@@ -70,6 +70,13 @@ def test_set_on_a_key_that_does_not_exist(tmp_path):
     _assert_clean_failure(result, 2, "did you mean 'teacher.train.epochs'", tmp_path)
 
 
+def test_cuda_graphs_asked_for_on_the_cpu(tmp_path):
+    graphs = ["--set", "teacher.train.compile=true", "--set", "teacher.train.compile_mode=reduce-overhead"]
+    result = run_cli("train", str(_recipe(tmp_path)), "--device", "cpu", *graphs)
+    _assert_clean_failure(result, 2, "needs a CUDA device", tmp_path)
+    assert not list((tmp_path / "runs").rglob(".*partial*")), "refused before the stage opened its work dir"
+
+
 def test_missing_data_directory(tmp_path):
     recipe = _recipe(tmp_path, data={"name": "fashion-mnist", "root": str(tmp_path / "nowhere")})
     _assert_clean_failure(run_cli("train", str(recipe), "--device", "cpu"), 3, "nowhere", tmp_path)

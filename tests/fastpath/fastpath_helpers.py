@@ -46,13 +46,15 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 class FastPath:
-    """The training loop's step (train_step) over TensorSplit batches, as fit() runs it on the CPU."""
+    """The training loop's step (train_step) over TensorSplit batches, as fit() runs it (fp32 by default)."""
 
-    def __init__(self, distiller) -> None:
-        self.distiller = distiller
-        optim = OptimConfig()
-        self.optimizer = build_optimizer(distiller.param_groups(optim.weight_decay), optim, LR, "cpu")
-        self.amp, self.scaler = autocast_context(optim, "cpu")
+    def __init__(self, distiller, device: str = "cpu", amp: str = "off", fused: bool | None = None) -> None:
+        self.distiller = distiller.to(device)
+        self.device = device
+        optim = OptimConfig(amp=amp)
+        self.optimizer = build_optimizer(distiller.param_groups(optim.weight_decay), optim, LR, device,
+                                         fused=fused)
+        self.amp, self.scaler = autocast_context(optim, device)
 
     def epoch(self, split: TensorSplit, seed: int, epoch: int, *, use_index: bool = False,
               batch_size: int = 64) -> list[float]:
@@ -61,7 +63,7 @@ class FastPath:
         generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
         losses = []
         for x, y, index in split.batches(batch_size, shuffle=True, augment=False, generator=generator,
-                                         with_index=True):
+                                         device=self.device, with_index=True):
             out = train_step(self.distiller, self.optimizer, self.amp, self.scaler, x, y,
                              index if use_index else None)
             losses.append(float(out.loss.detach()))
