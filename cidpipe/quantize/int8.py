@@ -94,7 +94,11 @@ def quantize_static_int8(
     with tempfile.TemporaryDirectory(prefix="cidpipe-quant-") as work_dir:
         work = Path(work_dir)
         pre = _preprocess(fp32_onnx, work / "pre.onnx")
-        input_name = onnx.load(str(pre)).graph.input[0].name
+        pre_graph = onnx.load(str(pre)).graph
+        input_name = pre_graph.input[0].name
+        float_stem = cfg.float_stem if cfg.float_stem is not None else cfg.target == "cpu"
+        stem = input_convolutions(pre_graph) if float_stem else []
+        excluded = [*nodes_to_exclude, *(n for n in stem if n not in nodes_to_exclude)]
         reader = ArrayCalibrationReader(input_name, calib, batch_size)
         cache = work / "calibration.json" if _HAS_CALIB_CACHE else None
         counter = iter(range(1_000_000))
@@ -113,7 +117,7 @@ def quantize_static_int8(
                     reduce_range=cfg.reduce_range,
                     activation_type=act,
                     weight_type=weight,
-                    nodes_to_exclude=[*nodes_to_exclude, *nodes_in_float],
+                    nodes_to_exclude=[*excluded, *nodes_in_float],
                     calibrate_method=method,
                     extra_options=extra,
                     **kwargs,
@@ -136,7 +140,8 @@ def quantize_static_int8(
                 "reduce_range": cfg.reduce_range,
                 "target": cfg.target,
                 "quant_format": "QDQ",
-                "nodes_excluded": list(nodes_to_exclude),
+                "nodes_excluded": excluded,
+                "float_stem": stem,
                 "quantizations": 1,
             }
             if val is not None:
@@ -154,7 +159,7 @@ def quantize_static_int8(
                         top1_of,
                         top1_fp32=top1_fp32,
                         top1_int8=top1_int8,
-                        candidates=quantizable_nodes(pre),
+                        candidates=[n for n in quantizable_nodes(pre) if n not in excluded],
                         max_drop=cfg.max_drop,
                         max_candidates=cfg.max_sensitivity_candidates,
                         max_float_nodes=cfg.max_float_nodes,
@@ -173,6 +178,12 @@ def quantize_static_int8(
 def quantizable_nodes(onnx_path: Path, op_types: Sequence[str] = SENSITIVE_OP_TYPES) -> list[str]:
     """Names of the nodes the budget fallback may keep in float, in graph order."""
     return [n.name for n in onnx.load(str(onnx_path)).graph.node if n.op_type in op_types]
+
+
+def input_convolutions(graph: onnx.GraphProto) -> list[str]:
+    """The Conv nodes that read a graph input directly: the image's stem convolution."""
+    inputs = {i.name for i in graph.input}
+    return [n.name for n in graph.node if n.op_type == "Conv" and n.input and n.input[0] in inputs]
 
 
 def softmax_branch_nodes(onnx_path: Path) -> list[str]:
@@ -219,6 +230,7 @@ def _save_with_metadata(
                     "weight_type",
                     "per_channel",
                     "target",
+                    "nodes_excluded",
                     "nodes_in_float",
                     "drop",
                 )

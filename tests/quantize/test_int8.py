@@ -46,6 +46,25 @@ def test_static_int8_each_calibration_method(fp32_onnx, digits, tmp_path, method
     assert meta["precision"] == "int8" and meta["input_shape"] == [1, 32, 32]
 
 
+@pytest.mark.parametrize("float_stem", [None, False])
+def test_cpu_target_keeps_the_stem_convolution_in_float(fp32_onnx, digits, tmp_path, float_stem):
+    out = tmp_path / "stem.int8.onnx"
+    result = quantize_static_int8(fp32_onnx, out, digits[0][:64], QuantizeConfig(float_stem=float_stem))
+    graph = onnx.load(str(out)).graph
+    producers = {o: n.op_type for n in graph.node for o in n.output}
+    image = graph.input[0].name
+    convs = [n for n in graph.node if n.op_type == "Conv"]
+    stem = [n for n in convs if n.input[0] == image]
+    if float_stem is None:  # the cpu default: the stem reads the float image with float weights
+        assert len(stem) == 1 and result["float_stem"] == [stem[0].name], result["float_stem"]
+        assert stem[0].input[1] not in producers, "the stem's weight should be a float initializer"
+        assert stem[0].name in read_onnx_metadata(out)["quantization"]
+    else:
+        assert stem == [] and result["float_stem"] == []
+    rest = [n for n in convs if n not in stem]
+    assert rest and all(producers.get(n.input[0]) == "DequantizeLinear" for n in rest)  # the rest is INT8
+
+
 def test_trt_target_is_symmetric_int8_with_qdq_weights(fp32_onnx, digits, tmp_path):
     out = tmp_path / "trt.int8.onnx"
     result = quantize_static_int8(fp32_onnx, out, digits[0][:64], QuantizeConfig(target="trt"))
@@ -83,7 +102,7 @@ def test_cid_graph_quantizes_and_context_branch_measured(cid_onnx, digits, tmp_p
     )
     ops = [n.op_type for n in onnx.load(str(tmp_path / "a.onnx")).graph.node]
     assert "Softmax" in ops and "MatMul" in ops
-    assert kept["nodes_excluded"] == branch
+    assert kept["nodes_excluded"] == branch + kept["float_stem"] and len(kept["float_stem"]) == 1
     print(
         f"CID stand-in INT8 drop: whole graph {full['drop']:.2f} points, context branch in float "
         f"{kept['drop']:.2f} points (FP32 {full['top1_fp32']:.2f}%)"
