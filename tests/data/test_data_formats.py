@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import pickle
 import shutil
@@ -88,6 +89,19 @@ def test_cifar_pixels_and_labels_follow_the_plane_layout(tmp_path: Path, variant
     # data.root may also point at the extracted folder itself.
     folder = tmp_path / ("cifar-10-batches-py" if variant == "cifar10" else "cifar-100-python")
     assert load_dataset(DataConfig(name=variant, root=folder)).test.fingerprint() == bundle.test.fingerprint()
+
+
+def test_synthetic_cifar100_for_gpu_timing_reads_as_cifar100(tmp_path: Path) -> None:
+    """benchmarks/make_synthetic_cifar100.py (the GPU session's stand-in data) writes the real format."""
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "make_synthetic_cifar100.py"
+    spec = importlib.util.spec_from_file_location("make_synthetic_cifar100", script)
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    maker.write(tmp_path, n_train=400, n_test=200)
+    bundle = load_dataset(DataConfig(name="cifar100", root=tmp_path))
+    x, y = bundle.test.to_numpy()
+    assert x.shape == (200, 3, 32, 32) and sorted(set(y.tolist())) == list(range(100))
+    assert len(bundle.train) + len(bundle.val) == 400 and bundle.class_names[0] == "class00"
 
 
 def test_cifar_missing_directory_names_the_layout(tmp_path: Path) -> None:
