@@ -22,7 +22,6 @@ import argparse
 import copy
 import itertools
 import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +38,7 @@ from cidpipe.data.tensor_split import TensorSplit  # noqa: E402
 from cidpipe.distill.config import CIDConfig, DistillConfig  # noqa: E402
 from cidpipe.distill.registry import build_distiller  # noqa: E402
 from cidpipe.models import build_model  # noqa: E402
+from cidpipe.study.markdown import cpu_model  # noqa: E402
 from cidpipe.train_config import OptimConfig  # noqa: E402
 from cidpipe.training.loop import autocast_context  # noqa: E402
 from cidpipe.training.schedule import build_optimizer  # noqa: E402
@@ -56,15 +56,8 @@ def synchronise(device: str) -> None:
 
 
 def machine_description(device: str) -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    text = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    text = (f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+            f"{torch.get_num_threads()} threads")
     if device.startswith("cuda"):
         text += f", GPU {torch.cuda.get_device_name(device)}"
     return text

@@ -13,7 +13,6 @@ QOperator format (stem in INT8), each at graph optimisation level "all".
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from cidpipe.export.torch2onnx import export_onnx
 from cidpipe.quantize.calibration import ArrayCalibrationReader
 from cidpipe.quantize.config import QuantizeConfig
 from cidpipe.quantize.int8 import quantize_static_int8
+from cidpipe.study.markdown import cpu_model
 
 
 def interleaved_latency(
@@ -76,16 +76,6 @@ def variants(fp32: Path, work: Path, calib: np.ndarray) -> dict[str, Path]:
     return out
 
 
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -96,13 +86,13 @@ def main() -> int:
     parser.add_argument("--val", type=Path, help=".npz with x [N,C,H,W] float32 and y [N] for the top-1 drop")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--per-round", type=int, default=50)
-    parser.add_argument("--out", type=Path, default=Path("/work/notes/bench_int8.txt"))
+    parser.add_argument("--out", type=Path, help="also write the tables to this file")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     lines = [
         f"command: python {' '.join(shlex.quote(a) for a in sys.argv)}",
-        f"machine: {cpu_name()}, onnxruntime {ort.__version__} CPU EP, batch 1, intra-op threads 1, "
+        f"machine: {cpu_model()}, onnxruntime {ort.__version__} CPU EP, batch 1, intra-op threads 1, "
         f"{args.rounds}x{args.per_round} interleaved runs, median ms",
         "",
         "| model | variant | median ms | speed-up vs FP32 |",
@@ -146,8 +136,9 @@ def main() -> int:
             ]
     text = "\n".join(lines) + "\n"
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
     return 0
 
 

@@ -3,7 +3,7 @@
 Exports cidpipe's resnet8 (CIFAR-size, 32x32) to ONNX, then measures both timers interleaved in one
 process (cidpipe/bench/timer_check.py) and checks their medians agree within 10 %.
 
-    /work/venv/bin/python benchmarks/bench_latency_vs_timeit.py [--rounds 7] [--runs 300] [--out FILE]
+    python benchmarks/bench_latency_vs_timeit.py [--rounds 7] [--runs 300] [--out FILE]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import onnxruntime as ort
 import torch
 from cidpipe_runtime.ort_backend import OrtBackend
 
+from cidpipe.atomic import atomic_write_text
 from cidpipe.bench.timer_check import compare_with_timeit
 from cidpipe.models.registry import build_model
 
@@ -46,7 +47,7 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--runs", type=int, default=300)
-    parser.add_argument("--out", type=Path, default=Path("/work/notes/bench_latency.txt"))
+    parser.add_argument("--out", type=Path, help="also write the report to this file")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as scratch:
@@ -76,10 +77,9 @@ def main() -> int:
         ]
     )
     print(report)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = args.out.with_suffix(args.out.suffix + ".tmp")
-    temporary.write_text(report + "\n")
-    os.replace(temporary, args.out)
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, report + "\n")
     return 0 if agree else 1
 
 
