@@ -7,13 +7,12 @@ applied to the raw mapping before validation, so they get exactly the same check
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from cidpipe.bench.config import BenchConfig
 from cidpipe.data.config import DataConfig
@@ -21,14 +20,25 @@ from cidpipe.distill.config import DistillConfig
 from cidpipe.errors import ConfigError, UsageError
 from cidpipe.export.config import ExportConfig
 from cidpipe.gate.config import GateConfig
+from cidpipe.hashing import hash_config
 from cidpipe.quantize.config import QuantizeConfig
 from cidpipe.report.config import ReportConfig
 from cidpipe.sections import Section
 from cidpipe.train_config import StudentConfig, TeacherConfig
+from cidpipe.untrusted import load_yaml_file, load_yaml_text
+
+# The run directory is <out_dir>/<name>, so the name must be one ordinary path component: no separator,
+# and no leading dot (which rules out "." and "..", and hidden names that would collide with the
+# .<stage>.partial-* work directories).
+RUN_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$"
 
 
 class Recipe(Section):
-    name: str = Field(..., pattern=r"^[A-Za-z0-9_.-]+$", description="run name: runs/<name>/")
+    name: str = Field(
+        ...,
+        pattern=RUN_NAME_PATTERN,
+        description="run name: runs/<name>/ (letters, digits, _ . -; not starting with a dot)",
+    )
     description: str = ""
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     out_dir: Path = Field(Path("runs"), description="parent of the run directory")
@@ -42,6 +52,25 @@ class Recipe(Section):
     gate: GateConfig = GateConfig()
     report: ReportConfig = ReportConfig()
 
+    @model_validator(mode="after")
+    def _check_cross_section(self) -> Recipe:
+        from cidpipe.recipe_names import check_names
+
+        check_names(self)
+        cid = self.distill.cid
+        if (
+            self.student is not None
+            and self.distill.enabled
+            and self.distill.method == "cid"
+            and cid.warmup_epochs >= self.student.train.epochs
+        ):
+            raise ConfigError(
+                f"distill.cid.warmup_epochs ({cid.warmup_epochs}) must be below student.train.epochs "
+                f"({self.student.train.epochs}): CID builds its dictionary in the last warm-up epoch and "
+                "needs epochs after it; lower the warm-up or train longer"
+            )
+        return self
+
     def run_dir(self) -> Path:
         return self.out_dir / self.name
 
@@ -51,11 +80,6 @@ class Recipe(Section):
 
     def recipe_id(self) -> str:
         return hash_config(self.canonical())
-
-
-def hash_config(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _fields_at(path: tuple, model: type[Section] = Recipe) -> list[str]:
@@ -97,7 +121,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise UsageError(f"--set expects key.sub=value, got '{text}'")
-    return key.split("."), yaml.safe_load(raw) if raw != "" else ""
+    value = load_yaml_text(raw, f"--set {text}", ConfigError) if raw != "" else ""
+    return key.split("."), value
 
 
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
@@ -132,12 +157,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 def read_recipe_mapping(path: Path) -> dict:
     if not path.is_file():
         raise UsageError(f"recipe file not found: {path} (see `cidpipe recipes list`)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    raw = load_yaml_file(path, "recipe", ConfigError)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a recipe must be a YAML mapping, got {type(raw).__name__}")
     return raw
@@ -175,7 +195,9 @@ def resolve_recipe_path(source: str | Path) -> Path:
 
 
 def recipe_json_schema() -> dict:
-    return Recipe.model_json_schema()
+    from cidpipe.recipe_names import add_enums_to_schema
+
+    return add_enums_to_schema(Recipe.model_json_schema())
 
 
 def dump_recipe_yaml(recipe: Recipe) -> str:

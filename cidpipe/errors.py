@@ -65,6 +65,23 @@ class GateFailed(CidpipeError):
     exit_code = 1
 
 
+class WorkersFailed(CidpipeError):
+    """The processes of a ``--nproc N`` launch failed; the exit code is that of the first failing rank.
+
+    The code is per instance because the ranks ran the same verb and stopped with one of the codes above
+    (a dataset error in every rank is still exit 3, not a generic 1).
+    """
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code if exit_code > 0 else 1
+
+
+# Ctrl-C: the status a shell gives a process killed by SIGINT (128 + 2), and the line saying what to do.
+INTERRUPTED_EXIT = 130
+INTERRUPTED_MESSAGE = "interrupted; rerun the same command to resume from the last checkpoint"
+
+
 EXIT_CODES: dict[int, str] = {
     0: "success",
     1: "gate regression or unexpected failure",
@@ -74,6 +91,6 @@ EXIT_CODES: dict[int, str] = {
     5: "training diverged (NaN/inf loss); last good checkpoint kept",
     6: "parity or accuracy-budget failure of an exported/quantized artifact",
     7: "missing optional dependency (e.g. TensorRT)",
-    8: "device error: unreachable, bad key, missing remote runtime",
+    8: "device error: unreachable, bad key, missing remote runtime, bench rows failed on a device",
     130: "interrupted (Ctrl-C); rerun to resume",
 }

@@ -3,6 +3,16 @@
 A stage's id is hash(stage, canonical config, parent ids). A stage is written into a hidden work directory
 next to its final place (``runs/<name>/.<stage>.partial-<id>``), which also holds resumable checkpoints,
 and renamed into place only when it is complete, so a half-written stage is never taken for a finished one.
+
+A run directory may come from somewhere untrusted (a CI artifact, a colleague's tarball), so reading one is
+verification, not trust:
+
+- every artifact path is a plain relative path that resolves inside its stage directory (no absolute
+  paths, no ``..``, no symlink out), so a manifest cannot make ``bench --device`` upload ``~/.ssh/...``;
+- ``Manifest.artifact_path`` checks the file's size and sha256 before handing the path to any consumer;
+- the manifest carries ``digest``, the sha256 of its own canonical content (config, metrics, artifacts,
+  ...), so a hand-edited top-1 or p99 is detected. It is tamper-evidence against edits, not a signature:
+  whoever can rewrite the file can recompute the digest, which is why artifacts are hashed as well.
 """
 
 from __future__ import annotations
@@ -18,14 +28,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 import cidpipe
 from cidpipe.atomic import atomic_write_text
-from cidpipe.config import hash_config
-from cidpipe.errors import UsageError
+from cidpipe.errors import ModelError, UsageError
+from cidpipe.hashing import hash_config
+from cidpipe.untrusted import load_json_file
 
-SCHEMA_VERSION = 1
+# 2: manifests carry ``digest``; schema-1 manifests (no digest) are refused and their stages rerun.
+SCHEMA_VERSION = 2
 MANIFEST_NAME = "manifest.json"
 
 
@@ -34,6 +46,27 @@ class Artifact(BaseModel):
     path: str
     sha256: str
     bytes: int
+
+    @field_validator("path")
+    @classmethod
+    def _plain_relative(cls, value: str) -> str:
+        parts = value.split("/")
+        if (
+            not value
+            or value.startswith("/")
+            or "\\" in value
+            or ":" in value
+            or any(part in ("", ".", "..") for part in parts)
+        ):
+            raise ValueError(f"artifact path {value!r} must be a plain relative path inside the stage")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str) -> str:
+        if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            raise ValueError("sha256 must be 64 lowercase hex digits")
+        return value
 
 
 class Manifest(BaseModel):
@@ -52,14 +85,41 @@ class Manifest(BaseModel):
     created_at: str = ""
     finished_at: str = ""
     status: str = "complete"
+    digest: str = ""
 
     def artifact_path(self, stage_dir: Path, key: str) -> Path:
+        """The verified path of artifact ``key``: inside ``stage_dir``, with its recorded size and sha256."""
         if key not in self.artifacts:
             raise UsageError(
                 f"{stage_dir}: the {self.stage} stage has no '{key}' artifact "
                 f"(has: {', '.join(self.artifacts) or 'none'})"
             )
-        return stage_dir / self.artifacts[key].path
+        problem = check_artifact(Path(stage_dir), key, self.artifacts[key])
+        if problem:
+            raise ModelError(f"{problem}; rerun the {self.stage} stage (cidpipe run ... --force)")
+        return Path(stage_dir) / self.artifacts[key].path
+
+    def content_digest(self) -> str:
+        """sha256 of the canonical JSON of every field but ``digest`` itself."""
+        data = self.model_dump(mode="json", exclude={"digest"})
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+def check_artifact(stage_dir: Path, key: str, art: Artifact) -> str | None:
+    """None when ``art`` is a regular file inside ``stage_dir`` with its recorded size and hash."""
+    path = stage_dir / art.path
+    try:
+        inside = path.resolve(strict=True).is_relative_to(stage_dir.resolve(strict=True))
+    except (OSError, RuntimeError):  # missing, or a symlink loop
+        return f"artifact '{key}' ({path}) is missing"
+    if not inside or path.is_symlink():
+        return f"artifact '{key}' ({path}) is a symlink or points outside its stage directory"
+    if not path.is_file():
+        return f"artifact '{key}' ({path}) is not a regular file"
+    if path.stat().st_size != art.bytes or sha256_file(path) != art.sha256:
+        return f"artifact '{key}' ({path}) changed since it was written (sha256 mismatch)"
+    return None
 
 
 def stage_id(stage: str, config: Any, parents: dict[str, str]) -> str:
@@ -78,22 +138,40 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def read_manifest(stage_dir: Path) -> Manifest:
+def read_manifest(stage_dir: Path, stage: str | None = None) -> Manifest:
+    """The typed, digest-verified manifest of ``stage_dir`` (of stage ``stage`` when given).
+
+    A missing manifest is a usage error (exit 2: not a stage directory); a manifest that is corrupt, of
+    another schema, of another stage or edited after it was written is a model error (exit 4) naming it.
+    """
     path = Path(stage_dir) / MANIFEST_NAME
     if not path.is_file():
         raise UsageError(
             f"{stage_dir} is not a cidpipe stage directory (no {MANIFEST_NAME}); "
             "run the stage first or point at runs/<name>/<stage>"
         )
+    rerun = "delete the stage directory and rerun it"
+    data = load_json_file(path, "manifest", ModelError)
+    if not isinstance(data, dict):
+        raise ModelError(f"{path} does not hold a JSON object; {rerun}")
+    if "schema" in data and "schema_version" not in data:
+        data["schema_version"] = data.pop("schema")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ModelError(
+            f"{path} has manifest schema {data.get('schema_version')!r}, this cidpipe reads "
+            f"{SCHEMA_VERSION}; {rerun}"
+        )
     try:
-        data = json.loads(path.read_text())
-        if "schema" in data and "schema_version" not in data:
-            data["schema_version"] = data.pop("schema")
-        return Manifest.model_validate(data)
-    except (json.JSONDecodeError, ValidationError) as exc:
-        raise UsageError(
-            f"{path} is corrupt ({str(exc).splitlines()[0]}); delete the stage and rerun it"
-        ) from None
+        manifest = Manifest.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ModelError(f"{path} is corrupt ('{where}': {first['msg']}); {rerun}") from None
+    if manifest.digest != manifest.content_digest():
+        raise ModelError(f"{path} was edited after it was written (digest mismatch); {rerun}")
+    if stage is not None and manifest.stage != stage:
+        raise ModelError(f"{path} is a '{manifest.stage}' manifest where a '{stage}' one belongs; {rerun}")
+    return manifest
 
 
 def manifest_to_json(manifest: Manifest) -> str:
@@ -103,13 +181,11 @@ def manifest_to_json(manifest: Manifest) -> str:
 
 
 def verify_artifacts(stage_dir: Path, manifest: Manifest) -> str | None:
-    """None when every artifact exists with its recorded hash, else why not."""
+    """None when every artifact is inside the stage with its recorded size and hash, else why not."""
     for key, art in manifest.artifacts.items():
-        path = stage_dir / art.path
-        if not path.is_file():
-            return f"artifact '{key}' is missing"
-        if path.stat().st_size != art.bytes or sha256_file(path) != art.sha256:
-            return f"artifact '{key}' changed since it was written"
+        problem = check_artifact(Path(stage_dir), key, art)
+        if problem:
+            return problem
     return None
 
 
@@ -119,8 +195,8 @@ def cache_status(stage_dir: Path, expected_id: str) -> tuple[bool, str]:
         return False, "not run yet"
     try:
         manifest = read_manifest(stage_dir)
-    except UsageError:
-        return False, "manifest unreadable"
+    except (UsageError, ModelError) as err:
+        return False, f"manifest not trusted ({str(err).split(';')[0]})"
     if manifest.status != "complete":
         return False, f"status is {manifest.status}"
     if manifest.id != expected_id:
@@ -188,7 +264,12 @@ class StageWork:
         self._artifacts: dict[str, str] = {}
 
     def open(self) -> StageWork:
-        self.work_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.work_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(
+                f"cannot create {self.work_dir}: {err.strerror or err}; choose a writable --out directory"
+            ) from None
         return self
 
     def path(self, name: str) -> Path:
@@ -240,12 +321,36 @@ class StageWork:
             finished_at=now_iso(),
             status="complete",
         )
+        manifest.digest = manifest.content_digest()
         atomic_write_text(self.work_dir / MANIFEST_NAME, manifest_to_json(manifest))
+        check_replaceable(self.stage_dir, self.stage)
         publish_directory(self.work_dir, self.stage_dir)
         return manifest
 
     def discard(self) -> None:
         shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def check_replaceable(stage_dir: Path, stage: str) -> None:
+    """Refuse to replace anything at ``stage_dir`` that is not a cidpipe ``stage`` directory.
+
+    Publishing moves the old directory aside and deletes it; that must never hit a user's own folder
+    that happens to carry a stage's name, nor follow a symlink to somewhere else.
+    """
+    if not stage_dir.exists() and not stage_dir.is_symlink():
+        return
+    refuse = (
+        f"{stage_dir} exists and is not a cidpipe '{stage}' stage directory; "
+        "move it away or choose another run name / --out (cidpipe never deletes what it did not write)"
+    )
+    if stage_dir.is_symlink() or not stage_dir.is_dir():
+        raise UsageError(refuse)
+    try:
+        data = json.loads((stage_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        raise UsageError(refuse) from None
+    if not isinstance(data, dict) or data.get("stage") != stage:
+        raise UsageError(refuse)
 
 
 def publish_directory(src: Path, dst: Path) -> None:

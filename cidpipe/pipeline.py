@@ -56,10 +56,13 @@ def stage_names() -> list[str]:
 def make_plan(
     recipe: Recipe, *, force: bool = False, start: str | None = None, only: str | None = None
 ) -> list[PlannedStage]:
+    from cidpipe.preflight import preflight
+
     names = stage_names()
     for flag, value in (("--from", start), ("--only", only)):
         if value is not None and value not in names:
             raise UsageError(f"{flag} {value}: unknown stage; stages are {', '.join(names)}")
+    preflight(recipe)  # a typo'd path or device fails here, not after the teacher has trained
     ids: dict[str, str] = {}
     plan: list[PlannedStage] = []
     started = start is None and only is None
@@ -99,6 +102,9 @@ def run_pipeline(
     result = PipelineResult(plan)
     if dry_run:
         return result
+    from cidpipe.debris import sweep_run_dir
+
+    sweep_run_dir(recipe.run_dir())
     specs = {spec.name: spec for spec in _stage_specs()}
     for planned in plan:
         if planned.action == "skip":

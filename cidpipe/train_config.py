@@ -7,7 +7,10 @@ from typing import Literal
 
 from pydantic import Field
 
+from cidpipe.errors import ConfigError
 from cidpipe.sections import Section
+
+DEFAULT_SELECT = "best_val"
 
 
 class ModelConfig(Section):
@@ -20,7 +23,7 @@ class ModelConfig(Section):
 class OptimConfig(Section):
     epochs: int = Field(240, ge=1)
     lr: float | None = Field(None, gt=0, description="default 0.05, or 0.01 for MobileNetV2/ShuffleNet")
-    momentum: float = 0.9
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
     nesterov: bool = True
     weight_decay: float = Field(5e-4, ge=0)
     schedule: Literal["multistep", "cosine"] = "multistep"
@@ -28,7 +31,7 @@ class OptimConfig(Section):
         [150, 180, 210], description="LR x gamma after these epochs, given for reference_epochs and scaled"
     )
     reference_epochs: int = Field(240, ge=1, description="the schedule the milestones were written for")
-    gamma: float = 0.1
+    gamma: float = Field(0.1, gt=0, le=1, description="multistep LR factor")
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="autocast dtype; auto = bf16 on CUDA"
     )
@@ -41,6 +44,23 @@ class OptimConfig(Section):
     seeds: list[int] = Field(
         [0], min_length=1, description="one run per seed; results reported as mean ± std"
     )
+    # Left out of dumps at its default (exclude_if): stage ids and recipe ids hash the dumped sections, so
+    # a new key with a default would change every existing id and orphan every finished run.
+    select: Literal["best_val", "last"] = Field(
+        DEFAULT_SELECT,
+        exclude_if=lambda value: value == DEFAULT_SELECT,
+        description="which epoch's model is kept: best_val = the highest validation top-1 (never the test "
+        "split), last = the last epoch (the paper protocol, with data.val_fraction: 0)",
+    )
+
+
+def check_model_selection(train: OptimConfig, val_fraction: float, section: str) -> None:
+    """``select: best_val`` needs a validation split to select on: refuse it with ``val_fraction: 0``."""
+    if train.select == "best_val" and val_fraction == 0:
+        raise ConfigError(
+            f"{section}.train.select is best_val but data.val_fraction is 0, so there is no validation split "
+            f"to select on; set {section}.train.select: last (keep the last epoch) or a val_fraction above 0"
+        )
 
 
 class TeacherConfig(Section):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cidpipe.sections import Section
 
@@ -36,6 +36,11 @@ class BenchConfig(Section):
     torch_compile: bool = Field(
         False, description="also bench torch.compile of the torch artifact (compiled before timing)"
     )
+    tolerate_device_failures: bool = Field(
+        False,
+        description="rows that failed because of a device (unreachable, host key, missing remote "
+        "python) do not fail the bench; when EVERY row failed that way it still exits 8",
+    )
     min_agreement: float = Field(
         90.0,
         ge=0,
@@ -43,3 +48,11 @@ class BenchConfig(Section):
         description="top-1 agreement (%) with the FP32 PyTorch model below which an artifact is "
         "'exported-but-failed'",
     )
+
+    @field_validator("batch_sizes")
+    @classmethod
+    def _positive_batch_sizes(cls, sizes: list[int]) -> list[int]:
+        bad = [size for size in sizes if size < 1]
+        if bad:
+            raise ValueError(f"batch size {bad[0]} is not a positive number of images; use e.g. [1, 8, 32]")
+        return sizes

@@ -6,7 +6,9 @@ Status, in the spirit of ultralytics' benchmark table:
 - ``exported-but-failed``: the artifact exists and loads, but inference raised, produced non-finite
   logits, or its top-1 agreement is below ``min_agreement``. Measured numbers are kept when there are any.
 - ``failed``: the artifact could not be used at all (missing file, corrupt model, missing dependency,
-  unavailable execution provider); nothing was measured.
+  unavailable execution provider); nothing was measured. ``failure`` says ``"device"`` when the reason
+  was the device (unreachable, host key, missing remote python/onnxruntime, a runtime that answered
+  garbage): such rows make ``cidpipe bench`` exit 8 unless ``bench.tolerate_device_failures`` is set.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ if TYPE_CHECKING:  # keep this module importable without torch for the device la
     from torch import nn
 
 STATUSES = ("pass", "exported-but-failed", "failed")
+DEVICE_FAILURE = "device"
 
 
 @dataclass
@@ -64,6 +67,7 @@ class BenchResult:
     power_w: float | None = None
     energy_mj_per_inference: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    failure: str | None = None  # "device" when the device, not the artifact, made this row fail
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -55,6 +56,8 @@ def recipe_from_cli(
         extra.append(f"out_dir={out}")
     chosen = seeds if seeds is not None else (str(seed) if seed is not None else None)
     recipe = load_recipe(source, extra)
+    global _last_run_dir
+    _last_run_dir = recipe.run_dir()
     if chosen is not None:
         values = parse_seeds(chosen)
         recipe.teacher.train.seeds = values
@@ -75,7 +78,29 @@ def parse_seeds(text: str) -> list[int]:
     return values
 
 
-def stage_options(device: str, force: bool = False, resume: bool = True) -> StageOptions:
+# The run directory of the recipe this command loaded last: an OSError without a file name (a failed write on
+# an open file, e.g. a full disk) is reported as happening under it (cidpipe.cli.main).
+_last_run_dir: Path | None = None
+_DEVICE_PATTERN = re.compile(r"^(cpu|auto|cuda(:\d+)?)$")
+
+
+def last_run_dir() -> Path | None:
+    return _last_run_dir
+
+
+def check_device_option(device: str, option: str = "--device") -> str:
+    """``cpu``, ``cuda``, ``cuda:N`` or ``auto``; anything else is a usage error before any work starts."""
+    from cidpipe.errors import UsageError
+
+    if not _DEVICE_PATTERN.match(device.strip()):
+        raise UsageError(f"{option} {device!r} is not a training device; use cpu, cuda, cuda:N or auto")
+    return device.strip()
+
+
+def stage_options(
+    device: str, force: bool = False, resume: bool = True, *, option: str = "--device"
+) -> StageOptions:
+    device = check_device_option(device, option)
     return StageOptions(device=resolve_device(device), force=force, resume=resume, console=console)
 
 
@@ -96,6 +121,7 @@ def resolve_target(
 
     path = Path(target)
     if path.is_dir():
+        path = path.resolve()  # "runs/q/.." must not become a run named ".."
         stage = path if (path / MANIFEST_NAME).is_file() else None
         run_dir = path.parent if stage else path
         recipe_file = run_dir / "recipe.yaml"
@@ -104,6 +130,14 @@ def resolve_target(
         extra = list(overrides or []) + [f"out_dir={run_dir.parent}"]
         recipe = recipe_from_cli(str(recipe_file), extra)
         if recipe.name != run_dir.name:
+            import re
+
+            from cidpipe.config import RUN_NAME_PATTERN
+
+            if not re.match(RUN_NAME_PATTERN, run_dir.name):
+                raise UsageError(
+                    f"{run_dir} is not a usable run directory name; rename it (letters, digits, _ . -)"
+                )
             recipe = recipe.model_copy(update={"name": run_dir.name})
         return recipe, stage
     return recipe_from_cli(target, overrides, out=out), None

@@ -1,13 +1,22 @@
-"""The ``cidpipe`` command: builds the Typer app and maps errors to one line and an exit code, once."""
+"""The ``cidpipe`` command: builds the Typer app and maps errors to one line and an exit code, once.
+
+Why the exit status is computed here and not left to Typer: with ``standalone_mode=False`` (needed so that
+our own exceptions reach this module instead of Typer's pretty printer) Typer does not exit at all. It
+*returns* the status instead: a ``typer.Exit(n)`` raised by a verb, and Ctrl-C, which Typer turns into
+``Exit(130)``, both come back as the integer return value of ``app(...)``. Ignoring that value made an
+interrupted or failed run exit 0. :func:`exit_status` is the one place that turns every outcome
+(return value or exception) into the documented code and at most one line on stderr.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
 import typer
 
-from cidpipe.errors import EXIT_CODES, CidpipeError
+from cidpipe.errors import EXIT_CODES, INTERRUPTED_EXIT, INTERRUPTED_MESSAGE, CidpipeError
 
 app = typer.Typer(
     name="cidpipe",
@@ -20,42 +29,121 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+# OSError numbers that mean "this path cannot be used for output": the user fixes them by choosing another
+# path (--out, --junit, ...) or its permissions, so they are usage errors (exit 2), not surprises (exit 1).
+_PATH_ERRNOS = {
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG,
+    errno.ENOENT, errno.ELOOP,
+}
+# Out of room: not the user's command line, but they still need to know where it happened.
+_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+_registered = False
+
 
 def _register_verbs() -> None:
-    # One small module per verb; each exposes register(app).
+    # One small module per verb; each exposes register(app). Registered once per process, so calling
+    # main() repeatedly from Python (tests, notebooks) does not add every verb again.
+    global _registered
+    if _registered:
+        return
     from cidpipe.cli import verbs
 
     for module in verbs.all_modules():
         module.register(app)
+    _registered = True
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+def _say(line: str) -> None:
+    typer.echo(line, err=True)
+
+
+def _fail(code: int, message: str) -> int:
+    from cidpipe.cli.relaunch import report_rank_failure
+
+    line = " ".join(str(message).split()) or "failed"  # one line, whatever the message held
+    _say(f"error: {line}")
+    report_rank_failure(code, line)  # under --nproc: tells the launching process why this rank stopped
+    return code
+
+
+def _interrupted() -> int:
+    from cidpipe.cli.relaunch import report_rank_failure
+
+    _say(INTERRUPTED_MESSAGE)
+    report_rank_failure(INTERRUPTED_EXIT, INTERRUPTED_MESSAGE)
+    return INTERRUPTED_EXIT
+
+
+def _returned_status(returned: object) -> int:
+    """The exit status Typer handed back: ``None`` (a verb that returned normally) is success."""
+    if isinstance(returned, bool) or not isinstance(returned, int):
+        return 0
+    return returned
+
+
+def describe_os_error(exc: OSError) -> tuple[int, str]:
+    """(exit code, one line naming the path and what to do) for an OSError no stage turned into an error."""
+    path = exc.filename if exc.filename is not None else None
+    if path is None:
+        # A failed write() on an open file carries no file name; say at least which run it belongs to.
+        from cidpipe.cli.common import last_run_dir
+
+        run_dir = last_run_dir()
+        where = f"while writing under {run_dir}" if run_dir is not None else "while reading or writing"
+    else:
+        where = f"{path}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    name = errno.errorcode.get(exc.errno or 0, "")
+    reason = f"{reason} ({name})" if name else reason
+    if exc.errno in _SPACE_ERRNOS:
+        return 1, f"{where}: {reason}; free space there or pass --out on a disk with room"
+    if exc.errno in _PATH_ERRNOS:
+        return 2, f"cannot use {where}: {reason}; choose a writable path (e.g. another --out directory)"
+    return 1, f"{where}: {reason} (rerun with CIDPIPE_DEBUG=1 for a traceback)"
+
+
+def exit_status(argv: list[str] | None = None) -> int:
+    """Run the command line ``argv``; return its exit status after printing at most one error line."""
     debug = os.environ.get("CIDPIPE_DEBUG") == "1"
-    _register_verbs()
     try:
-        app(args=argv, standalone_mode=False, prog_name="cidpipe")
+        _register_verbs()
+        returned = app(args=argv, standalone_mode=False, prog_name="cidpipe")
     except CidpipeError as err:
         if debug:
             raise
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(err.exit_code)
-    except typer.Exit as done:
-        sys.exit(done.exit_code)
+        return _fail(err.exit_code, str(err))
+    except typer.Exit as done:  # Typer versions that re-raise instead of returning the code
+        returned = done.exit_code
     except typer.TyperException as err:  # bad command line (unknown option, missing argument, ...)
         if debug:
             raise
-        typer.echo(f"error: {err.format_message()}", err=True)
-        sys.exit(2)
+        return _fail(2, err.format_message())
     except (KeyboardInterrupt, typer.Abort):
-        typer.echo("interrupted; rerun the same command to resume from the last checkpoint", err=True)
-        sys.exit(130)
+        return _interrupted()
+    except OSError as exc:
+        if debug:
+            raise
+        code, message = describe_os_error(exc)
+        return _fail(code, message)
     except Exception as exc:  # noqa: BLE001 - the single place that turns surprises into one line
         if debug:
             raise
-        typer.echo(
-            f"error: unexpected {type(exc).__name__}: {exc} (rerun with CIDPIPE_DEBUG=1 for a traceback)",
-            err=True,
+        return _fail(
+            1, f"unexpected {type(exc).__name__}: {exc} (rerun with CIDPIPE_DEBUG=1 for a traceback)"
         )
-        sys.exit(1)
-    sys.exit(0)
+    status = _returned_status(returned)
+    if status == INTERRUPTED_EXIT:  # Typer's own translation of Ctrl-C: it printed nothing
+        return _interrupted()
+    if status != 0:
+        return _fail(status, f"stopped with exit status {status}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: always ends the process with the documented exit status."""
+    try:
+        status = exit_status(argv)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first one was being reported
+        status = INTERRUPTED_EXIT
+    sys.exit(status)

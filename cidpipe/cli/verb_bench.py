@@ -24,11 +24,18 @@ def bench(
     torch_device: Annotated[
         str, typer.Option("--torch-device", help="where the torch artifact runs")
     ] = "cpu",
+    tolerate_device_failures: Annotated[
+        bool,
+        typer.Option(
+            "--tolerate-device-failures",
+            help="rows that failed on a device do not fail the bench (exit 8 only when every row failed)",
+        ),
+    ] = False,
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
     """Benchmark the run's artifacts.  Example: cidpipe bench runs/quickstart --device jetson"""
-    from cidpipe.stages.bench import run_bench
+    from cidpipe.stages.bench import BenchDeviceFailures, run_bench
 
     overrides = list(set_ or [])
     if on:
@@ -36,12 +43,38 @@ def bench(
     for key, value in (("inventory", inventory), ("runs", runs), ("threads", threads)):
         if value is not None:
             overrides.append(f"bench.{key}={value}")
-    if batch_sizes:
-        overrides.append(f"bench.batch_sizes=[{batch_sizes}]")
+    if batch_sizes is not None:
+        overrides.append(f"bench.batch_sizes=[{', '.join(map(str, parse_batch_sizes(batch_sizes)))}]")
+    if tolerate_device_failures:
+        overrides.append("bench.tolerate_device_failures=true")
+    options = stage_options(torch_device, force, option="--torch-device")
     recipe, _ = resolve_target(target, overrides)
-    result = run_bench(recipe, stage_options(torch_device, force))
+    try:
+        result = run_bench(recipe, options)
+    except BenchDeviceFailures as failed:
+        if json_:  # the published rows, then the non-zero exit: CI gets both the numbers and the failure
+            emit_json(failed.manifest.metrics)
+        raise
     if json_:
         emit_json(result.manifest.metrics)
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """``--batch-sizes 1,8,32``: positive integers, else a usage error naming the bad one."""
+    from cidpipe.errors import UsageError
+
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise UsageError("--batch-sizes needs at least one batch size, e.g. --batch-sizes 1,8,32")
+    sizes = []
+    for part in parts:
+        if not part.isdigit() or int(part) < 1:
+            raise UsageError(
+                f"--batch-sizes: {part!r} is not a positive whole number of images; "
+                "use e.g. --batch-sizes 1,8,32"
+            )
+        sizes.append(int(part))
+    return sizes
 
 
 def register(app: typer.Typer) -> None:

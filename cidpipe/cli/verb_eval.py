@@ -8,7 +8,15 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from cidpipe.cli.common import DeviceOpt, JsonOpt, SetOpt, emit_json, resolve_target, stdout
+from cidpipe.cli.common import (
+    DeviceOpt,
+    JsonOpt,
+    SetOpt,
+    check_device_option,
+    emit_json,
+    resolve_target,
+    stdout,
+)
 
 
 def eval_cmd(
@@ -29,11 +37,17 @@ def eval_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Evaluate a model or artifact.  Example: cidpipe eval runs/quickstart/student --linear-probe mnist"""
+    from cidpipe.export.ort_run import check_onnx_io
     from cidpipe.stages.common import resolve_device
     from cidpipe.stages.evaluate import evaluate
 
     probes = [name.strip() for text in linear_probe or [] for name in text.split(",") if name.strip()]
+    device = check_device_option(device)
+    if artifact is None and target.endswith(".onnx"):  # `cidpipe eval runs/q/export/model.onnx`
+        artifact, target = Path(target), str(_run_dir_of(Path(target)))
     recipe, stage = resolve_target(target, set_)
+    if artifact is not None and artifact.suffix == ".onnx" and artifact.is_file():
+        check_onnx_io(artifact, *_expected_io(recipe, stage))
     result = evaluate(recipe, artifact or stage, linear_probes=probes, device=resolve_device(device))
     if json_:
         emit_json(result)
@@ -47,6 +61,41 @@ def eval_cmd(
     for name, probe in result.get("linear_probe", {}).items():
         table.add_row(f"linear probe {name} ({probe['train_samples']} train)", f"{probe['top1']:.2f}")
     stdout.print(table)
+
+
+def _run_dir_of(onnx_file: Path) -> Path:
+    """The run directory an artifact lives in (the nearest parent holding the run's recipe.yaml)."""
+    from cidpipe.errors import UsageError
+
+    if not onnx_file.is_file():
+        raise UsageError(
+            f"{onnx_file} does not exist; pass a run directory, a stage directory or an .onnx file"
+        )
+    for parent in onnx_file.resolve().parents:
+        if (parent / "recipe.yaml").is_file():
+            return parent
+    raise UsageError(
+        f"{onnx_file} is not inside a cidpipe run directory; name the run it belongs to: "
+        f"cidpipe eval RUN --artifact {onnx_file}"
+    )
+
+
+def _expected_io(recipe, stage: Path | None) -> tuple[list[int] | None, int | None]:
+    """Image shape and class count the run's model was built for (its manifest), else the dataset's."""
+    from cidpipe.manifest import MANIFEST_NAME, read_manifest
+    from cidpipe.stages.common import stage_dir
+    from cidpipe.stages.export import model_stage
+
+    model_dir = stage if stage is not None else stage_dir(recipe, model_stage(recipe))
+    if (model_dir / MANIFEST_NAME).is_file():
+        spec = read_manifest(model_dir).model or {}
+        if spec.get("input_shape") and spec.get("num_classes"):
+            return list(spec["input_shape"]), int(spec["num_classes"])
+    from cidpipe.data.registry import load_dataset
+
+    bundle = load_dataset(recipe.data)
+    x, _ = bundle.test.to_numpy(max_samples=1)
+    return list(x.shape[1:]), bundle.num_classes
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -52,10 +51,15 @@ def _recipe_gate(run_dir: Path):
 
     recipe_file = Path(run_dir) / "recipe.yaml"
     if not recipe_file.is_file():
-        if not Path(run_dir).is_dir():
-            raise UsageError(f"{run_dir} is not a run directory; pass runs/<name> of a finished run")
+        from cidpipe.gate import load_run
+
+        load_run(Path(run_dir))  # says "not a run directory" when that is the problem
         raise UsageError(f"{run_dir} has no recipe.yaml to take the gate from; pass --gate FILE")
-    raw = yaml.safe_load(recipe_file.read_text()) or {}
+    from cidpipe.untrusted import load_yaml_file
+
+    raw = load_yaml_file(recipe_file, "run recipe") or {}
+    if not isinstance(raw, dict):
+        raise UsageError(f"{recipe_file} is not a recipe mapping; pass --gate FILE")
     return load_gate_config(raw.get("gate") or {})
 
 

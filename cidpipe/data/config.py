@@ -30,10 +30,16 @@ class DataConfig(Section):
     root: Path | None = Field(None, description="directory holding the dataset files (not used by digits)")
     download: bool = Field(False, description="allow torchvision to download missing files")
     val_fraction: float = Field(
-        0.1, gt=0.0, lt=1.0, description="share of the training set held out for model selection"
+        0.1, ge=0.0, lt=1.0, description="share of the training set held out for model selection; 0 trains "
+        "on all of it (the paper protocol, needs train.select: last)"
     )
     split_seed: int = Field(0, description="seed of the train/validation split")
-    input_size: int | None = Field(None, description="side of the square input; default per dataset (32)")
+    # Bounded so a typo fails as a recipe error (exit 2) instead of deep inside a model or the allocator:
+    # below 8 px the CIFAR-style models (three stride-2 stages) have less than one feature pixel left;
+    # above 4096 px one RGB image is 50 MB as uint8 (a batch of 64 over 3 GB), beyond any classifier here.
+    input_size: int | None = Field(
+        None, ge=8, le=4096, description="side of the square input, 8..4096; default per dataset (32)"
+    )
     augment: bool = Field(
         True, description="random crop with padding + horizontal flip on the training split"
     )

@@ -10,6 +10,8 @@ statistically identical.
 from __future__ import annotations
 
 import hashlib
+import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -24,6 +26,81 @@ from cidpipe.data.split import Split, as_index_tensor, batch_order, batch_slices
 from cidpipe.data.tensor_split import TensorSplit
 from cidpipe.errors import DataError
 
+# Image files are hostile input: a few kilobytes of PNG can declare 100 000 x 100 000 pixels (a
+# "decompression bomb"), and PIL identifies a file by its content, not its suffix (an "image" may be
+# an EPS that PIL would hand to Ghostscript). So the formats are limited to those IMAGE_SUFFIXES name,
+# and the pixel count is bounded before anything is decoded: 8192 x 8192 is larger than the photos
+# image-classification datasets hold (and 200 MB as RGB, per image and loader worker), while models
+# here see at most data.input_size (<= 4096) squared.
+MAX_IMAGE_PIXELS = 8192 * 8192
+# Room for the largest file the pixel bound admits in a common format (16-bit RGB TIFF, ~400 MB).
+MAX_IMAGE_FILE_BYTES = 512 * 1024 * 1024
+IMAGE_SUFFIXES = frozenset(
+    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
+# PIL format ids of those suffixes (MPO: the multi-picture JPEG some cameras write).
+IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP", "PPM", "TIFF")
+
+
+def check_image_file_size(path: Path, size: int) -> None:
+    """DataError naming ``path`` when a file of ``size`` bytes cannot be an image we decode."""
+    if size == 0:
+        raise DataError(f"image {path} is empty (0 bytes); remove or replace the file")
+    if size > MAX_IMAGE_FILE_BYTES:
+        raise DataError(f"image {path} is {size} bytes (limit {MAX_IMAGE_FILE_BYTES}); "
+                        "remove or shrink the file")
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return (text.splitlines()[0][:200] if text else type(err).__name__)
+
+
+def decode_image(path: Path, input_size: int) -> np.ndarray:
+    """uint8 [S, S, 3] of the image at ``path`` resized to ``input_size``; DataError naming the file."""
+    from PIL import Image
+
+    try:
+        check_image_file_size(path, path.stat().st_size)
+        with warnings.catch_warnings():
+            # PIL only *warns* between its limit and twice that; a bomb must stop the run, not scroll by.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path, formats=IMAGE_FORMATS) as img:  # reads the header only
+                width, height = img.size
+                if width * height > MAX_IMAGE_PIXELS:
+                    raise DataError(f"image {path} is {width}x{height} pixels, more than the "
+                                    f"{MAX_IMAGE_PIXELS} allowed (a decompression bomb?); "
+                                    "remove or shrink it")
+                rgb = img.convert("RGB").resize((input_size, input_size), Image.Resampling.BILINEAR)
+                array = np.asarray(rgb, dtype=np.uint8)
+    except DataError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise DataError(f"image {path} is too large to decode ({_first_line(err)}); "
+                        "remove or shrink it") from err
+    except Exception as err:
+        # PIL's format plugins fail on damaged input with many exception types (OSError for truncated
+        # data, SyntaxError, ValueError, struct.error, ...): any of them means this one file is bad.
+        raise DataError(f"cannot decode image {path}: {_first_line(err)}; "
+                        "remove or replace the file") from err
+    if array.shape != (input_size, input_size, 3):
+        raise DataError(f"cannot decode image {path}: got an array of shape {array.shape}; "
+                        "remove or replace the file")
+    return array
+
+
+def _file_sha256(path: Path) -> bytes:
+    # Streamed: a large file is hashed in 1 MB pieces instead of being read into memory whole.
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            check_image_file_size(path, os.fstat(fh.fileno()).st_size)
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except OSError as err:
+        raise DataError(f"cannot read image {path}: {err.strerror or err}; "
+                        "remove or replace the file") from err
+    return digest.digest()
+
 
 class _DecodedImages(Dataset):
     """Item i -> (uint8 [3, S, S] tensor, label); painted with its bias colour when one is set."""
@@ -37,15 +114,7 @@ class _DecodedImages(Dataset):
         return len(self.paths)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        from PIL import Image, UnidentifiedImageError
-
-        path = self.paths[i]
-        try:
-            with Image.open(path) as img:
-                rgb = img.convert("RGB").resize((self.input_size, self.input_size), Image.Resampling.BILINEAR)
-                array = np.asarray(rgb, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(f"cannot decode image {path}: {err}; remove or replace the file") from err
+        array = decode_image(self.paths[i], self.input_size)
         image = torch.from_numpy(array.copy()).permute(2, 0, 1)
         if self.colours is not None:
             colour = torch.from_numpy(self.colours[i : i + 1])
@@ -153,7 +222,7 @@ class ImageFolderSplit(Split):
             for path, label in zip(self.paths, self._labels.tolist(), strict=True):
                 rel = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
                 digest.update(f"{rel}\0{label}\0".encode())
-                digest.update(hashlib.sha256(path.read_bytes()).digest())
+                digest.update(_file_sha256(path))
             if self.bias_colours is not None and self.bias_palette is not None:
                 digest.update(self.bias_palette.astype(np.uint8).tobytes())
                 digest.update(self.bias_colours.numpy().astype("<i8").tobytes())

@@ -1,4 +1,8 @@
-"""Dataset registry: ``@register_dataset("name")`` on a ``loader(cfg) -> DatasetBundle`` function."""
+"""Dataset registry: ``@register_dataset("name")`` on a ``loader(cfg) -> DatasetBundle`` function.
+
+``register_dataset(name, check=fn)`` also registers ``fn(cfg) -> None``, the cheap availability check run
+by :func:`check_data_available` (see cidpipe/data/preflight.py).
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,24 @@ from cidpipe.data.config import DataConfig
 from cidpipe.errors import ConfigError
 
 DatasetLoader = Callable[[DataConfig], DatasetBundle]
+DatasetCheck = Callable[[DataConfig], None]
 _LOADERS: dict[str, DatasetLoader] = {}
+_CHECKS: dict[str, DatasetCheck] = {}
 
 
-def register_dataset(name: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Register a loader under ``name``; a second loader for the same name is a programming error."""
+def register_dataset(name: str, *, check: DatasetCheck | None = None
+                     ) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Register a loader (and optionally its availability check) under ``name``.
+
+    A second loader for the same name is a programming error.
+    """
 
     def decorate(loader: DatasetLoader) -> DatasetLoader:
         if name in _LOADERS and _LOADERS[name] is not loader:
             raise ValueError(f"dataset {name!r} is already registered")
         _LOADERS[name] = loader
+        if check is not None:
+            _CHECKS[name] = check
         return loader
 
     return decorate
@@ -43,6 +55,25 @@ def get_loader(name: str) -> DatasetLoader:
         known = ", ".join(sorted(_LOADERS))
         raise ConfigError(f"unknown dataset '{name}' in data.name: {hint}known: {known}")
     return _LOADERS[name]
+
+
+def get_check(name: str) -> DatasetCheck:
+    """The availability check of ``name`` (ConfigError if unknown); data.root's check if it has none."""
+    from cidpipe.data.preflight import check_root
+
+    get_loader(name)
+    return _CHECKS.get(name, check_root)
+
+
+def check_data_available(cfg: DataConfig) -> None:
+    """DataError (one line, exit 3) when ``cfg``'s dataset is certainly not loadable; cheap, reads no data.
+
+    What is checked: data.root exists, is a directory and can be listed; the files the dataset kind needs
+    are there, readable and not empty; IDX headers agree (a few bytes each). digits always passes; with
+    data.download: true a missing dataset passes (the loader fetches it). An unknown data.name is a
+    ConfigError (exit 2), as when loading. See cidpipe/data/preflight.py.
+    """
+    get_check(cfg.name)(cfg)
 
 
 def load_dataset(cfg: DataConfig) -> DatasetBundle:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -11,16 +12,18 @@ from cidpipe.data.augment import resize_uint8
 from cidpipe.data.base import DatasetBundle
 from cidpipe.data.config import DataConfig
 from cidpipe.data.tensor_split import TensorSplit
-from cidpipe.errors import DataError
+from cidpipe.errors import ConfigError, DataError
 
 DEFAULT_INPUT_SIZE = 32
 DEFAULT_PAD = 4
+_RESIZE_CHUNK = 1024
 
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Split indices into (keep, held_out) with ``round(fraction * n_c)`` of every class c held out.
 
-    Every class with >= 2 samples keeps at least one and holds out at least one. ``keep`` comes in a
+    Every class with >= 2 samples keeps at least one and holds out at least one, unless ``fraction`` is
+    0: then nothing is held out (``data.val_fraction: 0``, training on the whole set). ``keep`` comes in a
     seeded random order (so "the first N" of it is a random subset); ``held_out`` in ascending order.
     """
     labels = np.asarray(labels, dtype=np.int64)
@@ -29,13 +32,44 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int) -> tuple[np
     by_class = perm[np.argsort(labels[perm], kind="stable")]  # grouped by class, shuffled within
     classes, starts, counts = np.unique(labels[by_class], return_index=True, return_counts=True)
     held = np.rint(fraction * counts).astype(np.int64)
-    held = np.where(counts >= 2, np.clip(held, 1, counts - 1), 0)
+    held = np.where((counts >= 2) & (fraction > 0), np.clip(held, 1, counts - 1), 0)
     class_pos = np.searchsorted(classes, labels[by_class])
     rank = np.arange(n) - starts[class_pos]
     is_held = np.zeros(n, dtype=bool)
     is_held[by_class[rank < held[class_pos]]] = True
     keep = perm[~is_held[perm]]
     return keep, np.sort(np.flatnonzero(is_held))
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system that reports it
+        return None
+
+
+def _check_fits_in_memory(name: str, size: int, *parts: np.ndarray) -> None:
+    # A tensor dataset is held resized in memory: n x C x size^2 bytes. A large data.input_size on
+    # a 60 000-image dataset asks for terabytes; say so in one line instead of dying in the allocator.
+    images = sum(len(p) for p in parts)
+    channels = int(parts[0].shape[1]) if parts and parts[0].ndim == 4 else 3
+    needed = images * channels * size * size
+    memory = _physical_memory()
+    if memory is not None and needed > memory:
+        raise ConfigError(f"data.input_size={size} makes {name} {needed / 2**30:.1f} GiB in memory "
+                          f"({images} images of {channels}x{size}x{size}), more than this machine's "
+                          f"{memory / 2**30:.1f} GiB; lower data.input_size")
+
+
+def _resize_all(images: np.ndarray, size: int) -> torch.Tensor:
+    """resize_uint8 over a whole uint8 NCHW array, in chunks: the float copy it needs stays small."""
+    source = torch.from_numpy(np.ascontiguousarray(images))
+    if source.shape[-2:] == (size, size):
+        return source
+    out = torch.empty((*source.shape[:2], size, size), dtype=torch.uint8)
+    for start in range(0, len(source), _RESIZE_CHUNK):
+        out[start : start + _RESIZE_CHUNK] = resize_uint8(source[start : start + _RESIZE_CHUNK], size)
+    return out
 
 
 def resolve_hflip(cfg: DataConfig, dataset_default: bool) -> bool:
@@ -61,8 +95,9 @@ def tensor_bundle(
         if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise DataError(f"{name}: {what} labels outside 0..{len(class_names) - 1}; the files are corrupt")
     size = cfg.input_size or DEFAULT_INPUT_SIZE
-    train_t = resize_uint8(torch.from_numpy(np.ascontiguousarray(train_images)), size)
-    test_t = resize_uint8(torch.from_numpy(np.ascontiguousarray(test_images)), size)
+    _check_fits_in_memory(name, size, train_images, test_images)
+    train_t = _resize_all(train_images, size)
+    test_t = _resize_all(test_images, size)
     keep, val_idx = stratified_split(train_labels, cfg.val_fraction, cfg.split_seed)
     hflip = resolve_hflip(cfg, hflip_default)
 

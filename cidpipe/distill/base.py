@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cidpipe.distill.losses import cross_entropy_loss
 
 
 @dataclass
@@ -79,7 +80,8 @@ class Distiller(nn.Module):
 
     # The teacher runs under no_grad, not inference_mode: its outputs are saved for the backward pass of
     # the losses (KL's target), which inference tensors cannot be. Under the trainer's autocast it runs in
-    # bf16/fp16 on CUDA; its outputs are returned in float32 either way, so the losses see float32.
+    # bf16/fp16 like the student; its outputs are returned in float32 either way, and the losses run in
+    # float32 with autocast off (losses.py, precision.py).
     def teacher_logits(self, x: Tensor, index: Tensor | None = None) -> Tensor:
         cached = self._cached_teacher_outputs(index, need_features=False)
         if cached is not None:
@@ -152,7 +154,7 @@ class Distiller(nn.Module):
     def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         """``index``: the batch's storage indices, for methods that look up cached teacher outputs."""
         logits = self.student(x)
-        ce = F.cross_entropy(logits, y)
+        ce = cross_entropy_loss(logits, y)
         return StepOutput(loss=ce, logits=logits, parts={"ce": ce})
 
     def predict(self, x: Tensor) -> Tensor:

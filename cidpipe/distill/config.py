@@ -48,10 +48,14 @@ class CIDConfig(Section):
     dictionary_momentum: float = Field(0.0, ge=0, lt=1, description="u: D <- u D_old + (1-u) D_new")
 
 
+class CEConfig(Section):
+    """Plain cross-entropy: no hyper-parameters (a typed empty section, so nothing free-form is accepted)."""
+
+
 class DistillConfig(Section):
     enabled: bool = True
     method: str = Field("cid", description="ce, kd, fitnet, dkd or cid")
-    ce: dict = Field(default_factory=dict, description="the ce method takes no hyper-parameters")
+    ce: CEConfig = Field(default_factory=CEConfig, description="the ce method takes no hyper-parameters")
     kd: KDConfig = KDConfig()
     fitnet: FitNetConfig = FitNetConfig()
     dkd: DKDConfig = DKDConfig()

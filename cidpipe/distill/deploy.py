@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cidpipe.distill.precision import autocast_active, float32_region
 from cidpipe.errors import ModelError
 
 
@@ -44,7 +45,21 @@ class CIDDeployable(nn.Module):
 def intervened_logits(
     head: nn.Linear, features: Tensor, student_logits: Tensor, dictionary: Tensor, temperature: float | Tensor
 ) -> Tensor:
-    """g([h ; softmax(z / T) @ D]): feature first, dictionary context second (CID's backdoor adjustment)."""
+    """g([h ; softmax(z / T) @ D]): feature first, dictionary context second (CID's backdoor adjustment).
+
+    Under autocast ``p @ D`` and g would run in bf16/fp16 while g is trained and judged as a float32
+    head, so they run with autocast off on float32 inputs. Off autocast nothing is cast (a half-precision
+    deployable stays half, an exported graph gets no extra node).
+    """
+    if autocast_active(features):
+        with float32_region(features):
+            return _intervene(head, features.float(), student_logits.float(), dictionary.float(), temperature)
+    return _intervene(head, features, student_logits, dictionary, temperature)
+
+
+def _intervene(
+    head: nn.Linear, features: Tensor, student_logits: Tensor, dictionary: Tensor, temperature: float | Tensor
+) -> Tensor:
     probabilities = F.softmax(student_logits / temperature, dim=1)
     context = probabilities.to(dictionary.dtype) @ dictionary
     return head(torch.cat([features, context.to(features.dtype)], dim=1))

@@ -2,8 +2,10 @@
 
 No Python loop runs over samples or classes: per-class quantities are gathered with one masked Gram
 matrix and ``index_add_``, so a step costs the same few kernels whatever the batch's label mix is and
-nothing forces a host synchronisation. Every loss is computed in float32 (inputs may come from an
-autocast region) because squared norms of features overflow float16 quickly.
+nothing forces a host synchronisation. Every loss is computed in float32 with autocast switched off
+around it (``float32_loss``, see precision.py): the inputs may come from a bf16/fp16 autocast region, whose
+matmuls would otherwise run the Gram matrices in reduced precision, and squared norms of features
+overflow float16 quickly.
 
 Golden tests (tests/distill/test_cid_losses.py) compare each function with a plain loop version.
 """
@@ -14,11 +16,20 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cidpipe.distill.precision import float32_loss
+
 # Logit given to the masked-out (target) class in the non-target softmax of DKD: finite, so that
 # 0 * (masked - masked) stays 0 instead of NaN, and far below any real logit.
 _MASKED_LOGIT = -1.0e9
 
 
+@float32_loss
+def cross_entropy_loss(logits: Tensor, labels: Tensor) -> Tensor:
+    """Cross-entropy on float32 logits (the student's may be bf16/fp16 from an autocast backbone)."""
+    return F.cross_entropy(logits.float(), labels)
+
+
+@float32_loss
 def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) -> Tensor:
     """Hinton KD: T^2 / B * sum_i KL(softmax(z_t,i / T) || softmax(z_s,i / T))."""
     log_p_student = F.log_softmax(student_logits.float() / temperature, dim=1)
@@ -27,6 +38,7 @@ def kd_loss(student_logits: Tensor, teacher_logits: Tensor, temperature: float) 
     return kl * (temperature * temperature)
 
 
+@float32_loss
 def sample_representation_loss(
     regressed_student_feat: Tensor, teacher_feat: Tensor, eps: float = 1e-12
 ) -> Tensor:
@@ -46,6 +58,7 @@ def _unit_rows(x: Tensor, eps: float = 1e-12) -> Tensor:
     return x * x.pow(2).sum(dim=1, keepdim=True).clamp_min(eps * eps).rsqrt()
 
 
+@float32_loss
 def class_representation_loss(
     student_feat: Tensor, teacher_feat: Tensor, labels: Tensor, num_classes: int
 ) -> Tensor:
@@ -70,6 +83,7 @@ def class_representation_loss(
     return weighted.sum() / qualifying_classes
 
 
+@float32_loss
 def dictionary_sums(
     features: Tensor, weights: Tensor, labels: Tensor, num_classes: int
 ) -> tuple[Tensor, Tensor]:
@@ -97,6 +111,7 @@ def accumulate_dictionary_sums_(
     weight_sum.index_add_(0, labels, weights.to(weight_sum.dtype))
 
 
+@float32_loss
 def true_class_probability(teacher_logits: Tensor, labels: Tensor, temperature: float) -> Tensor:
     """w_i = softmax(z_t,i / T)[y_i]: how much the teacher believes sample i's label (CID's weight)."""
     probabilities = F.softmax(teacher_logits.float() / temperature, dim=1)
@@ -117,6 +132,7 @@ def _log_binary_and_non_target(logits: Tensor, labels: Tensor, temperature: floa
     return log_binary, log_non_target
 
 
+@float32_loss
 def dkd_loss(
     student_logits: Tensor,
     teacher_logits: Tensor,
@@ -138,6 +154,7 @@ def dkd_loss(
     return alpha * tckd + beta * nckd
 
 
+@float32_loss
 def hint_loss(regressed_student_feat: Tensor, teacher_feat: Tensor) -> Tensor:
     """FitNet hint: mean squared error between the regressed student feature and the teacher feature."""
     return F.mse_loss(regressed_student_feat.float(), teacher_feat.float())

@@ -5,9 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from cidpipe.sections import Section
+
+# ONNX opsets torch.onnx can export (torch.onnx._constants ONNX_MIN_OPSET..ONNX_MAX_OPSET in torch 2.14, the
+# newest torch pyproject allows). Checked here so a recipe or --opset outside it fails when it is read, not
+# after the exporter silently fell back to another opset; cidpipe.export.torch2onnx checks again against
+# the torch that is installed (older ones stop at 20).
+MIN_OPSET, MAX_OPSET = 7, 23
 
 
 class ParityConfig(Section):
@@ -28,7 +34,19 @@ class TensorRTConfig(Section):
 class ExportConfig(Section):
     enabled: bool = True
     targets: list[str] = Field(["onnx"], description="formats from `cidpipe export --list`: onnx, trt")
-    opset: int | None = Field(None, description="default chosen per target")
+    opset: int | None = Field(
+        None, description=f"ONNX opset {MIN_OPSET}..{MAX_OPSET}; default chosen per target"
+    )
     dynamic_batch: bool = True
     parity: ParityConfig = ParityConfig()
     trt: TensorRTConfig = TensorRTConfig()
+
+    @field_validator("opset")
+    @classmethod
+    def _exportable_opset(cls, opset: int | None) -> int | None:
+        if opset is not None and not MIN_OPSET <= opset <= MAX_OPSET:
+            raise ValueError(
+                f"opset {opset} cannot be exported by torch.onnx; choose {MIN_OPSET}..{MAX_OPSET} "
+                "(17, the default, is what TensorRT 8.6 parses)"
+            )
+        return opset

@@ -51,6 +51,9 @@ def check_parity(
         "mean_abs_diff": float(diff.mean()),
         "top1_agreement": float((ref.argmax(1) == got.argmax(1)).mean() * 100.0),
         "n": int(len(x)),
+        # The opset of the file that was checked, read from the file: the recipe's export.opset is only
+        # what was asked for (None = the default), the manifest must also say what was made.
+        "opset": _file_opset(onnx_path),
     }
     problems = []
     if not result["max_abs_diff"] <= max_abs_diff:  # also catches NaN
@@ -92,3 +95,10 @@ def compare_logits(ref: np.ndarray, cand: np.ndarray, y: np.ndarray) -> dict[str
         "agreement": float((ref.argmax(1) == cand.argmax(1)).mean() * 100.0),
         "n": int(len(y)),
     }
+
+
+def _file_opset(onnx_path: Path) -> int:
+    import onnx
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    return next((int(o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)

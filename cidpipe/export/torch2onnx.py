@@ -39,6 +39,28 @@ def default_opset(target: str) -> int:
     return DEFAULT_OPSET[target]
 
 
+def exportable_opsets() -> tuple[int, int]:
+    """(lowest, highest) ONNX opset the installed torch.onnx exports."""
+    from cidpipe.export.config import MAX_OPSET, MIN_OPSET
+
+    try:  # private, but the only place torch states its range; the recipe's bounds are the fallback
+        from torch.onnx import _constants
+
+        return int(_constants.ONNX_MIN_OPSET), int(_constants.ONNX_MAX_OPSET)
+    except (ImportError, AttributeError):
+        return MIN_OPSET, MAX_OPSET
+
+
+def check_opset(opset: int) -> int:
+    low, high = exportable_opsets()
+    if not low <= opset <= high:
+        raise UsageError(
+            f"opset {opset} cannot be exported by torch {torch.__version__}; choose {low}..{high} "
+            f"(default {DEFAULT_OPSET['onnx']})"
+        )
+    return opset
+
+
 def export_onnx(
     module: nn.Module,
     input_shape: tuple[int, int, int],
@@ -58,13 +80,22 @@ def export_onnx(
     path = Path(path)
     if len(tuple(input_shape)) != 3:
         raise UsageError(f"input_shape must be (channels, height, width); got {tuple(input_shape)}")
-    opset = int(opset) if opset is not None else default_opset(target)
+    requested = check_opset(int(opset)) if opset is not None else None
+    opset = requested if requested is not None else default_opset(target)
     model = _eval_copy(module)
     example = torch.zeros(2 if dynamic_batch else 1, *input_shape)
     with atomic_target(path) as tmp:
         exporter = _export_to(model, example, tmp, opset, dynamic_batch)
         proto = onnx.load(str(tmp), load_external_data=True)
         _remove_external_files(tmp)
+        if requested is not None and _opset_of(proto) != requested:
+            # The fallback exporter cannot write every opset (torch.export starts at 18 and keeps 18 when
+            # conversion fails): a file of another opset than the one asked for must not be published as it.
+            written = _opset_of(proto)
+            raise ModelError(
+                f"asked for ONNX opset {requested}, but the {exporter} exporter wrote opset {written}; "
+                f"export with --opset {written} or leave the opset at its default"
+            )
         props = {
             **base_metadata(),
             "input_shape": [int(d) for d in input_shape],

@@ -7,12 +7,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from cidpipe import __version__
 from cidpipe.atomic import atomic_write_text
 from cidpipe.errors import UsageError
 from cidpipe.gate.numbers import compare_message, format_value
 from cidpipe.gate.report import Check
 from cidpipe.gate.rundir import RunData, load_run, result_subject
+from cidpipe.untrusted import load_json_file
 
 if TYPE_CHECKING:
     from cidpipe.gate.config import GateConfig
@@ -59,20 +62,58 @@ def save_baseline(run_dir: Path, path: Path) -> dict[str, Any]:
     return baseline
 
 
+class _BaselineEntry(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    subject: str | None = None
+    format: str | None = None
+    device: str = "local"
+    batch_size: int = Field(1, ge=1)
+    top1: float | None = Field(None, ge=0, le=100)
+    p99_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+    size_bytes: int | None = Field(None, ge=0)
+
+
+class _BaselineStudent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    val_top1: float | None = Field(None, ge=0, le=100)
+    test_top1: float | None = Field(None, ge=0, le=100)
+
+
+class _Baseline(BaseModel):
+    """The shape a baseline file must have; a wrongly typed value is a usage error, not a crash later."""
+
+    model_config = ConfigDict(extra="ignore")
+    kind: str
+    schema_: int = Field(BASELINE_SCHEMA, alias="schema")
+    recipe: str | None = None
+    recipe_id: str | None = None
+    run: str | None = None
+    cidpipe: str | None = None
+    created_at: str | None = None
+    student: _BaselineStudent = _BaselineStudent()
+    results: list[_BaselineEntry] = Field(default_factory=list, max_length=100_000)
+
+
 def load_baseline(path: Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UsageError(
             f"baseline {path} not found; record one with save_baseline (cidpipe gate --save-baseline)"
         )
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"baseline {path} is not readable JSON ({err}); record it again") from err
+    data = load_json_file(path, "baseline")
     if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:
         raise UsageError(f"{path} is not a cidpipe baseline (kind != {BASELINE_KIND}); record it again")
-    data.setdefault("path", str(path))
-    return data
+    try:
+        typed = _Baseline.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise UsageError(
+            f"baseline {path}: '{where}': {first['msg']} (got {first.get('input')!r:.60}); record it again"
+        ) from None
+    clean = typed.model_dump(by_alias=True)
+    clean["path"] = str(path)
+    return clean
 
 
 def baseline_checks(

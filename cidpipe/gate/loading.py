@@ -6,11 +6,11 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from cidpipe.errors import UsageError
 from cidpipe.gate.config import GateConfig, LatencyLimit
+from cidpipe.untrusted import load_yaml_file
 
 
 def load_gate_config(source: Path | str | dict[str, Any]) -> GateConfig:
@@ -28,14 +28,7 @@ def load_gate_config(source: Path | str | dict[str, Any]) -> GateConfig:
         path = Path(source)
         origin = str(path)
         base_dir = path.parent
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except OSError as err:
-            raise UsageError(f"cannot read gate file {path}: {err.strerror}; check the path") from err
-        except yaml.YAMLError as err:
-            raise UsageError(
-                f"gate file {path} is not valid YAML ({_first_line(err)}); fix its syntax"
-            ) from err
+        data = load_yaml_file(path, "gate file")
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -68,5 +61,3 @@ def _describe(err: ValidationError) -> str:
     return f"'{dotted}': {first['msg']} (got {first.get('input')!r})"
 
 
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any
 
 from cidpipe.atomic import atomic_write_bytes, atomic_write_text
 from cidpipe.errors import UsageError
 from cidpipe.gate.numbers import format_value
 from cidpipe.gate.report import GateReport
+from cidpipe.untrusted import load_json_file
 
 JUNIT_SUITE = "cidpipe-gate"
 
@@ -21,11 +21,13 @@ def write_gate_json(report: GateReport, path: Path) -> Path:
 
 
 def load_gate_json(path: Path) -> GateReport:
+    data = load_json_file(Path(path), "gate report")
+    if not isinstance(data, dict):
+        raise UsageError(f"gate report {path} does not hold a JSON object; run the gate again")
     try:
-        data: dict[str, Any] = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"cannot read gate report {path} ({err}); run the gate again") from err
-    return GateReport.from_dict(data)
+        return GateReport.from_dict(data)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        raise UsageError(f"gate report {path} is malformed ({err!r:.80}); run the gate again") from None
 
 
 def write_junit(report: GateReport, path: Path) -> Path:

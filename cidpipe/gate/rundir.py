@@ -1,16 +1,19 @@
 """Read a finished run directory (runs/<name>/<stage>/manifest.json) for the gate and the report.
 
-Only reads what the stages wrote; nothing here guesses artifact paths from names.
+Only reads what the stages wrote; nothing here guesses artifact paths from names. Every manifest goes
+through the typed, digest-checked reader and every artifact's sha256 is verified, so a gate never passes a
+run whose numbers or files were changed after the stage wrote them (exit 4 naming the file).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cidpipe.errors import UsageError
+from cidpipe.errors import ModelError, UsageError
+from cidpipe.manifest import read_manifest, verify_artifacts
+from cidpipe.untrusted import load_json_file, read_text
 
 STAGES = ("teacher", "student", "quantize", "export", "bench")
 GATE_JSON = Path("gate") / "gate.json"
@@ -74,16 +77,20 @@ def load_run(run_dir: Path) -> RunData:
         raise UsageError(f"run directory {run_dir} does not exist; pass runs/<name> of a finished run")
     manifests: dict[str, dict[str, Any]] = {}
     for stage in STAGES:
-        manifest_path = run_dir / stage / "manifest.json"
-        if manifest_path.is_file():
-            manifests[stage] = _read_json(manifest_path)
+        stage_dir = run_dir / stage
+        if (stage_dir / "manifest.json").is_file():
+            manifest = read_manifest(stage_dir, stage)
+            problem = verify_artifacts(stage_dir, manifest)
+            if problem:
+                raise ModelError(f"{problem}; the run was changed after it was written, rerun that stage")
+            manifests[stage] = manifest.model_dump(mode="json")
     if not manifests:
         raise UsageError(
             f"{run_dir} is not a run directory (no <stage>/manifest.json for any of {', '.join(STAGES)}); "
             "pass runs/<name> after `cidpipe run`"
         )
     recipe_path = run_dir / "recipe.yaml"
-    recipe_text = recipe_path.read_text(encoding="utf-8") if recipe_path.is_file() else None
+    recipe_text = read_text(recipe_path, "run recipe") if recipe_path.is_file() else None
     gate_path = run_dir / GATE_JSON
     gate = _read_json(gate_path) if gate_path.is_file() else None
     results = list(manifests.get("bench", {}).get("metrics", {}).get("results") or [])
@@ -91,10 +98,7 @@ def load_run(run_dir: Path) -> RunData:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as err:
-        raise UsageError(f"cannot read {path}: {err}; rerun the stage that writes it") from err
+    data = load_json_file(path, "run file")
     if not isinstance(data, dict):
         raise UsageError(f"{path} does not hold a JSON object; rerun the stage that writes it")
     return data

@@ -7,9 +7,14 @@ from typing import Any
 
 from cidpipe.bench.devices.inventory import DeviceSpec, load_inventory
 from cidpipe.bench.devices.remote import run_remote_bench
-from cidpipe.bench.result import ArtifactSpec, BenchResult
+from cidpipe.bench.result import DEVICE_FAILURE, ArtifactSpec, BenchResult
 from cidpipe.config import Recipe
-from cidpipe.errors import CidpipeError
+from cidpipe.errors import CidpipeError, DeviceError, MissingDependency
+
+
+def failure_kind(err: CidpipeError) -> str | None:
+    """``"device"`` when the device could not be used (unreachable, host key, no python/ssh, garbage)."""
+    return DEVICE_FAILURE if isinstance(err, (DeviceError, MissingDependency)) else None
 
 
 def bench_remote(
@@ -36,7 +41,14 @@ def _runtime_rows(
     except CidpipeError as err:
         # One device or artifact failing is that row's status; the rest of the bench goes on.
         return [
-            BenchResult(**base, provider=None, batch_size=bs, status="failed", error=str(err))
+            BenchResult(
+                **base,
+                provider=None,
+                batch_size=bs,
+                status="failed",
+                error=str(err),
+                failure=failure_kind(err),
+            )
             for bs in recipe.bench.batch_sizes
         ]
     accuracy = out.get("accuracy") or {}
@@ -109,7 +121,7 @@ def _jetson_trt_rows(device: DeviceSpec, artifacts: list[ArtifactSpec], recipe: 
                 engine, _log = build_engine_on_device(device, source.path, args, target=target)
                 timing = time_engine_on_device(device, engine, args, target=target)
         except CidpipeError as err:
-            rows.append(BenchResult(**base, status="failed", error=str(err)))
+            rows.append(BenchResult(**base, status="failed", error=str(err), failure=failure_kind(err)))
             continue
         rows.append(_timing_row(base, timing, batch))
     return rows

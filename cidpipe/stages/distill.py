@@ -8,9 +8,10 @@ from cidpipe.config import Recipe
 from cidpipe.data.registry import load_dataset
 from cidpipe.distill.registry import build_distiller
 from cidpipe.errors import ConfigError, ModelError
-from cidpipe.manifest import StageWork
-from cidpipe.modelio import load_stage_model
+from cidpipe.manifest import StageWork, sha256_file
+from cidpipe.modelio import load_stage_model, load_state_strict, load_weights
 from cidpipe.models import build_model, model_info
+from cidpipe.preflight import preflight_training
 from cidpipe.stages.common import StageOptions, StageResult, reuse_if_cached, stage_dir
 from cidpipe.stages.fit_stage import fit_and_publish, place_on_device
 
@@ -30,6 +31,9 @@ def student_config(recipe: Recipe) -> dict:
     }
     if recipe.distill.reuse_teacher_outputs:  # only when on, so existing stage ids stay valid
         config["reuse_teacher_outputs"] = True
+    checkpoint = recipe.student.model.checkpoint
+    if checkpoint is not None and checkpoint.is_file():  # the weights, not just their path, make the id
+        config["student_weights_sha256"] = sha256_file(checkpoint)
     return config
 
 
@@ -45,6 +49,7 @@ def student_work(recipe: Recipe, teacher_id: str) -> StageWork:
 
 
 def run_distill(recipe: Recipe, options: StageOptions, teacher_dir: Path | None = None) -> StageResult:
+    preflight_training(recipe)
     teacher_dir = Path(teacher_dir) if teacher_dir else stage_dir(recipe, "train")
     teacher, teacher_manifest = load_stage_model(teacher_dir)
     work = student_work(recipe, teacher_manifest.id)
@@ -69,6 +74,9 @@ def run_distill(recipe: Recipe, options: StageOptions, teacher_dir: Path | None 
 
     def make(seed: int):
         student = build_model(student_cfg.model.arch, bundle.num_classes, in_channels=bundle.input_shape[0])
+        if student_cfg.model.checkpoint is not None:  # start from these weights instead of a fresh init
+            path = student_cfg.model.checkpoint
+            load_state_strict(student, load_weights(path), str(path), student_cfg.model.arch)
         return build_distiller(
             recipe.distill.method,
             student,

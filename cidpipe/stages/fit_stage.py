@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from cidpipe.data.base import DatasetBundle
+from cidpipe.debris import prune_on_error
 from cidpipe.manifest import StageWork, read_manifest
 from cidpipe.modelio import model_spec, save_weights
 from cidpipe.stages.common import StageOptions, StageResult
@@ -77,58 +78,60 @@ def fit_and_publish(
     rank = distributed.rank_and_world()[0]
     check_compile_device(optim, device)
     work.open()
-    per_seed: list[dict[str, Any]] = []
-    published: dict[str, Any] = {}
-    for index, seed in enumerate(optim.seeds):
-        torch.manual_seed(seed)
-        distiller = make_distiller(seed)
-        label = f"{work.stage} {arch}" + (f" seed {seed}" if len(optim.seeds) > 1 else "")
-        run = RunSettings(
-            device=device,
-            seed=seed,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            base_lr=base_lr,
-            checkpoint_path=work.path(f"checkpoints/seed{seed}.pt"),
-            resume=options.resume,
-            label=label,
-            augment=augment,
-            reuse_teacher_outputs=reuse_teacher_outputs,
-        )
-        result = fit(distiller, bundle, optim, run, console=options.out)
-        if rank != 0:
-            continue
-        distiller.load_state_dict(result.best_state)
-        distiller.eval()
-        metrics = {
-            "seed": seed,
-            "val_top1": result.best_val_top1,
-            "best_epoch": result.best_epoch,
-            **evaluate_splits(distiller.predict, bundle, device, eval_batch_size),
-            "train_seconds": round(result.seconds, 2),
-        }
-        per_seed.append(metrics)
-        if index == 0:  # the first seed's model is the one the later stages consume
-            deployable = distiller.deployable().cpu().eval()
-            save_weights(deployable, work.path("model.safetensors"))
-            work.add_artifact("model", "model.safetensors")
-            params = sum(p.numel() for p in deployable.parameters())
-            published = {
-                "history": result.history,
-                "params": params,
-                "spec": model_spec(arch, bundle, distiller.deployment_spec(), params),
+    # On failure keep the epoch checkpoints (a rerun resumes from them) and drop everything else.
+    with prune_on_error(work.work_dir, enabled=rank == 0):
+        per_seed: list[dict[str, Any]] = []
+        published: dict[str, Any] = {}
+        for index, seed in enumerate(optim.seeds):
+            torch.manual_seed(seed)
+            distiller = make_distiller(seed)
+            label = f"{work.stage} {arch}" + (f" seed {seed}" if len(optim.seeds) > 1 else "")
+            run = RunSettings(
+                device=device,
+                seed=seed,
+                batch_size=batch_size,
+                eval_batch_size=eval_batch_size,
+                base_lr=base_lr,
+                checkpoint_path=work.path(f"checkpoints/seed{seed}.pt"),
+                resume=options.resume,
+                label=label,
+                augment=augment,
+                reuse_teacher_outputs=reuse_teacher_outputs,
+            )
+            result = fit(distiller, bundle, optim, run, console=options.out)
+            if rank != 0:
+                continue
+            distiller.load_state_dict(result.best_state)
+            distiller.eval()
+            metrics = {
+                "seed": seed,
+                "val_top1": result.best_val_top1,
+                "best_epoch": result.best_epoch,
+                **evaluate_splits(distiller.predict, bundle, device, eval_batch_size),
+                "train_seconds": round(result.seconds, 2),
             }
-    if rank != 0:
-        distributed.barrier()  # rank 0 has published the stage once this returns
-        return StageResult(work.stage, work.stage_dir, read_manifest(work.stage_dir), cached=False)
-    metrics = {
-        **{k: v for k, v in per_seed[0].items() if k != "seed"},
-        "params": published["params"],
-        "history": published["history"],
-        "data": bundle.describe(),
-    }
-    if len(per_seed) > 1:
-        metrics.update(summarise_seeds(per_seed))
-    manifest = work.commit(metrics=metrics, model=published["spec"], device=device)
-    distributed.barrier()
-    return StageResult(work.stage, work.stage_dir, manifest, cached=False)
+            per_seed.append(metrics)
+            if index == 0:  # the first seed's model is the one the later stages consume
+                deployable = distiller.deployable().cpu().eval()
+                save_weights(deployable, work.path("model.safetensors"))
+                work.add_artifact("model", "model.safetensors")
+                params = sum(p.numel() for p in deployable.parameters())
+                published = {
+                    "history": result.history,
+                    "params": params,
+                    "spec": model_spec(arch, bundle, distiller.deployment_spec(), params),
+                }
+        if rank != 0:
+            distributed.barrier()  # rank 0 has published the stage once this returns
+            return StageResult(work.stage, work.stage_dir, read_manifest(work.stage_dir), cached=False)
+        metrics = {
+            **{k: v for k, v in per_seed[0].items() if k != "seed"},
+            "params": published["params"],
+            "history": published["history"],
+            "data": bundle.describe(),
+        }
+        if len(per_seed) > 1:
+            metrics.update(summarise_seeds(per_seed))
+        manifest = work.commit(metrics=metrics, model=published["spec"], device=device)
+        distributed.barrier()
+        return StageResult(work.stage, work.stage_dir, manifest, cached=False)

@@ -12,6 +12,7 @@ from cidpipe.distill.registry import build_distiller
 from cidpipe.manifest import StageWork, sha256_file
 from cidpipe.modelio import load_state_strict, load_weights, model_spec, save_weights
 from cidpipe.models import build_model, model_info
+from cidpipe.preflight import preflight_training
 from cidpipe.stages.common import StageOptions, StageResult, reuse_if_cached, stage_dir
 from cidpipe.stages.fit_stage import evaluate_splits, fit_and_publish, place_on_device
 from cidpipe.training.evaluate import top1_accuracy
@@ -28,6 +29,7 @@ def teacher_work(recipe: Recipe) -> StageWork:
 
 
 def run_train(recipe: Recipe, options: StageOptions) -> StageResult:
+    preflight_training(recipe)
     work = teacher_work(recipe)
     cached = reuse_if_cached(work, options)
     if cached:

@@ -7,9 +7,10 @@ mock: the numbers are chosen by each test and asserted back out of the outputs.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
+
+from cidpipe.manifest import Artifact, Manifest, manifest_to_json
 
 RECIPE_ID = "a" * 64
 ENV = {"cidpipe": "0.1.0", "torch": "2.14.1", "python": "3.11.7", "device": "cpu",
@@ -69,16 +70,20 @@ def history(epochs: int, start_top1: float, end_top1: float) -> list[dict[str, A
 
 
 def _manifest(stage: str, name: str, recipe: str, recipe_id: str, metrics: dict[str, Any],
-              model: dict[str, Any] | None, config: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
-    digest = hashlib.sha256(f"{stage}{name}{recipe_id}".encode()).hexdigest()
-    return {
-        "schema": 1, "stage": stage, "id": digest, "recipe": recipe, "recipe_id": recipe_id, "parents": {},
-        "config": config,
-        "artifacts": {"model": {"path": f"{stage}.bin", "sha256": digest[::-1], "bytes": 4096}},
-        "model": model or {}, "metrics": metrics, "env": ENV,
-        "created_at": "2025-01-01T00:00:00+00:00", "finished_at": "2025-01-01T00:01:00+00:00",
-        "status": "complete",
-    }  # fmt: skip
+              model: dict[str, Any] | None, config: dict[str, Any], stage_dir: Path) -> str:  # fmt: skip
+    """The manifest text the real writer produces, over a real artifact file written into ``stage_dir``."""
+    stage_id = hashlib.sha256(f"{stage}{name}{recipe_id}".encode()).hexdigest()
+    payload = stage_id.encode() * 64  # 4096 bytes of stage-specific content
+    (stage_dir / f"{stage}.bin").write_bytes(payload)
+    manifest = Manifest(
+        stage=stage, id=stage_id, recipe=recipe, recipe_id=recipe_id, parents={}, config=config,
+        artifacts={"model": Artifact(path=f"{stage}.bin", sha256=hashlib.sha256(payload).hexdigest(),
+                                     bytes=len(payload))},
+        model=model or {}, metrics=metrics, env=ENV,
+        created_at="2025-01-01T00:00:00+00:00", finished_at="2025-01-01T00:01:00+00:00",
+    )  # fmt: skip
+    manifest.digest = manifest.content_digest()
+    return manifest_to_json(manifest)
 
 
 def write_run(
@@ -124,9 +129,9 @@ def write_run(
     }
     for stage in stages:
         metrics, stage_model, config = per_stage[stage]
-        manifest = _manifest(stage, name, recipe, recipe_id, metrics, stage_model, config)
         (run_dir / stage).mkdir(parents=True, exist_ok=True)
-        (run_dir / stage / "manifest.json").write_text(json.dumps(manifest, indent=2))
+        text = _manifest(stage, name, recipe, recipe_id, metrics, stage_model, config, run_dir / stage)
+        (run_dir / stage / "manifest.json").write_text(text)
     (run_dir / "recipe.yaml").write_text(
         f"name: {recipe}\ndata:\n  dataset: digits\nstudent:\n  arch: resnet8\n"
     )

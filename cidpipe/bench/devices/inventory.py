@@ -20,10 +20,10 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from cidpipe.errors import ConfigError, UsageError
+from cidpipe.untrusted import load_yaml_file
 
 LOCAL_DEVICE_NAME = "local"
 DEFAULT_INVENTORY_PATHS = (Path("devices.yaml"), Path("~/.config/cidpipe/devices.yaml"))
@@ -173,11 +173,7 @@ def load_inventory(path: Path | str | None = None) -> Inventory:
     devices: dict[str, DeviceSpec] = {LOCAL_DEVICE_NAME: DeviceSpec(name=LOCAL_DEVICE_NAME, kind="local")}
     if resolved is None:
         return Inventory(path=None, devices=devices)
-    try:
-        raw = yaml.safe_load(resolved.read_text()) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ConfigError(f"cannot read device inventory {resolved}: {first_line}") from exc
+    raw = load_yaml_file(resolved, "device inventory", ConfigError) or {}
     try:
         parsed = _InventoryFile.model_validate(raw)
     except ValidationError as exc:

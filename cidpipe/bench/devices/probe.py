@@ -58,13 +58,37 @@ def probe_python(device: DeviceSpec, modules: list[str], target: SshTarget | Non
             "install python3 there or set remote_python in devices.yaml"
         )
     try:
-        return json.loads(completed.stdout.strip().splitlines()[-1])
+        report = json.loads(completed.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError) as exc:
         detail = last_line(completed.stderr) or last_line(completed.stdout) or f"exit {completed.returncode}"
         raise DeviceError(
             f"{device.remote_python!r} on {device.name} did not run the probe: {detail}; "
             "remote_python must be Python 3"
         ) from exc
+    problem = probe_report_problem(report, modules)
+    if problem:
+        raise DeviceError(
+            f"{device.remote_python!r} on {device.name} ({device.address}) answered the python probe with "
+            f"JSON of the wrong shape ({problem}); remote_python must be a plain Python 3 interpreter"
+        )
+    return report
+
+
+def probe_report_problem(report: Any, modules: list[str]) -> str | None:
+    """What is wrong with a probe answer (None when it has the shape PROBE_SCRIPT prints)."""
+    if not isinstance(report, dict):
+        return f"a JSON {type(report).__name__}, not an object"
+    for key in ("python", "executable", "machine"):
+        if not isinstance(report.get(key), str):
+            return f"no {key!r} string"
+    found = report.get("modules")
+    if not isinstance(found, dict):
+        return "no 'modules' object"
+    for name in modules:
+        info = found.get(name)
+        if not isinstance(info, dict) or not isinstance(info.get("available"), bool):
+            return f"no availability for module {name!r}"
+    return None
 
 
 def require_modules(device: DeviceSpec, probe: dict[str, Any], modules: list[str]) -> None:

@@ -57,10 +57,58 @@ def parse_runtime_output(device: DeviceSpec, completed: subprocess.CompletedProc
     except (IndexError, ValueError) as exc:
         detail = last_line(completed.stderr) or f"status {completed.returncode}, no output"
         raise DeviceError(f"cidpipe_runtime on {device.name} printed no result: {detail}") from exc
+    where = f"cidpipe_runtime on {device.name} ({device.address})"
+    if not isinstance(document, dict):
+        raise DeviceError(
+            f"{where} answered a JSON {type(document).__name__}, not a result object; check that "
+            f"remote_python runs cidpipe's runtime (is another cidpipe_runtime on its path?)"
+        )
     if "error" in document or completed.returncode != 0:
-        error = document.get("error", f"exit status {completed.returncode}")
-        raise DeviceError(f"cidpipe_runtime on {device.name} ({device.address}) failed: {error}")
+        error = " ".join(str(document.get("error", f"exit status {completed.returncode}")).split())
+        raise DeviceError(f"{where} failed: {error}")
+    problem = runtime_document_problem(document)
+    if problem:
+        raise DeviceError(
+            f"{where} answered a result of the wrong shape ({problem}); check that remote_python runs "
+            "the cidpipe_runtime uploaded by this cidpipe"
+        )
     return document
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def runtime_document_problem(document: dict[str, Any]) -> str | None:
+    """What is wrong with a runtime result the bench would read (None when it has the expected shape)."""
+    accuracy = document.get("accuracy")
+    if not isinstance(accuracy, dict) or not _is_number(accuracy.get("top1")):
+        return "no accuracy.top1"
+    for key in ("top5", "agreement", "n"):
+        if accuracy.get(key) is not None and not _is_number(accuracy[key]):
+            return f"accuracy.{key} is not a number"
+    latency = document.get("latency")
+    if not isinstance(latency, list) or not latency:
+        return "no latency entries"
+    for entry in latency:
+        if not isinstance(entry, dict):
+            return "a latency entry is not an object"
+        size = entry.get("batch_size")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+            return "a latency entry has no positive batch_size"
+        if not _is_number(entry.get("mean_ms")):
+            return f"batch {size} has no mean_ms"
+        bad = [key for key, value in entry.items() if value is not None and not _is_number(value)]
+        if bad:
+            return f"batch {size}: {bad[0]} is not a number"
+    for key in ("model_bytes", "peak_rss_bytes", "threads"):
+        if document.get(key) is not None and not _is_number(document[key]):
+            return f"{key} is not a number"
+    if document.get("provider") is not None and not isinstance(document["provider"], str):
+        return "provider is not a string"
+    if not isinstance(document.get("warnings", []), list):
+        return "warnings is not a list"
+    return None
 
 
 def _check_inputs(model_path: Path, eval_npz: Path, backend: str, extra_files: Sequence[Path]) -> None:

@@ -15,7 +15,8 @@ import numpy as np
 
 from cidpipe.data.base import DatasetBundle
 from cidpipe.data.config import DataConfig
-from cidpipe.data.datasets.idx import read_idx
+from cidpipe.data.datasets.idx import read_idx, read_idx_shape
+from cidpipe.data.preflight import is_file, require_directory, require_file
 from cidpipe.data.registry import register_dataset
 from cidpipe.data.splitting import tensor_bundle
 from cidpipe.errors import DataError
@@ -25,6 +26,7 @@ FASHION_MNIST_DOWNLOAD_ROOT = Path("~/.cache/cidpipe/datasets").expanduser()
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FASHION_MNIST_PAD = 2
+FASHION_MNIST_SIDE = 28
 # Mean/std (x/255) of the 60 000 training images after the 2 px zero padding to 32x32, all channels
 # equal; the 28x28 figures usually quoted (0.2860 / 0.3530) do not apply to the padded images.
 FASHION_MNIST_MEAN = (0.2190, 0.2190, 0.2190)
@@ -37,9 +39,12 @@ _FILES = {
 }
 
 
+_NOT_FOUND_HINT = "run `apt-get install dataset-fashion-mnist`, set data.root, or set data.download: true"
+
+
 def _find(directory: Path, stem: str) -> Path | None:
     for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
+        if is_file(candidate):
             return candidate
     return None
 
@@ -66,14 +71,36 @@ def _download(root: Path) -> None:
                         "install dataset-fashion-mnist (apt-get) or place the IDX files there") from err
 
 
+def _check_shapes(shapes: dict[str, tuple[int, ...]], files: dict[str, Path]) -> None:
+    """Images [N, 28, 28] with N >= 1 and as many labels, for train and test; DataError naming the file."""
+    for part in ("train", "test"):
+        images, labels = shapes[f"{part}_images"], shapes[f"{part}_labels"]
+        if images[1:] != (FASHION_MNIST_SIDE, FASHION_MNIST_SIDE) or images[0] == 0:
+            raise DataError(f"{files[f'{part}_images']} holds images of shape {images}, expected "
+                            f"[N>=1, {FASHION_MNIST_SIDE}, {FASHION_MNIST_SIDE}]; replace the file")
+        if images[0] != labels[0]:
+            raise DataError(f"Fashion-MNIST {part}: {images[0]} images but {labels[0]} labels in "
+                            f"{files[f'{part}_images'].parent}; replace the files")
+
+
+def check_fashion_mnist_headers(files: dict[str, Path]) -> None:
+    """The checks of read_fashion_mnist that only need the IDX headers (a few bytes per file)."""
+    _check_shapes({key: read_idx_shape(path, 3 if key.endswith("images") else 1)
+                   for key, path in files.items()}, files)
+
+
 def read_fashion_mnist(files: dict[str, Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(train images, train labels, test images, test labels) as uint8 [N,28,28] / int64 [N]."""
+    # Headers first: a wrong shape or count is reported before megabytes are decompressed.
+    check_fashion_mnist_headers(files)
     arrays = {key: read_idx(path, 3 if key.endswith("images") else 1) for key, path in files.items()}
+    _check_shapes({key: array.shape for key, array in arrays.items()}, files)
     for part in ("train", "test"):
-        n_img, n_lab = len(arrays[f"{part}_images"]), len(arrays[f"{part}_labels"])
-        if n_img != n_lab:
-            raise DataError(f"Fashion-MNIST {part}: {n_img} images but {n_lab} labels in "
-                            f"{files[f'{part}_images'].parent}; replace the files")
+        labels = arrays[f"{part}_labels"]
+        if int(labels.max()) >= len(FASHION_MNIST_CLASSES):
+            raise DataError(f"{files[f'{part}_labels']} has label {int(labels.max())}, outside the "
+                            f"{len(FASHION_MNIST_CLASSES)} classes 0..{len(FASHION_MNIST_CLASSES) - 1}; "
+                            "replace the file")
     return (arrays["train_images"], arrays["train_labels"].astype(np.int64),
             arrays["test_images"], arrays["test_labels"].astype(np.int64))
 
@@ -85,21 +112,45 @@ def to_padded_rgb(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.broadcast_to(padded[:, None], (len(images), 3, *padded.shape[1:])))
 
 
-@register_dataset("fashion-mnist")
-def load_fashion_mnist_bundle(cfg: DataConfig) -> DatasetBundle:
+def _locate(cfg: DataConfig) -> tuple[dict[str, Path] | None, Path]:
+    """(the four files or None, where they were looked for); an explicit data.root must be readable."""
     root = Path(cfg.root).expanduser() if cfg.root is not None else None
+    if root is not None and not (cfg.download and not root.exists()):  # download creates a missing root
+        require_directory(root, "data.root", _NOT_FOUND_HINT)
     search_root = root or FASHION_MNIST_DEBIAN_ROOT
     files = locate_fashion_mnist(search_root)
     if files is None and root is None:
         files = locate_fashion_mnist(FASHION_MNIST_DOWNLOAD_ROOT)  # an earlier download
+    return files, search_root
+
+
+def _not_found(search_root: Path) -> DataError:
+    return DataError(f"Fashion-MNIST IDX files ({', '.join(_FILES.values())}[.gz]) not found in "
+                     f"{search_root}; {_NOT_FOUND_HINT}")
+
+
+def check_fashion_mnist_available(cfg: DataConfig) -> None:
+    """The four files are there, readable, and their headers agree (registered availability check)."""
+    files, search_root = _locate(cfg)
+    if files is None:
+        if cfg.download:
+            return
+        raise _not_found(search_root)
+    for path in files.values():
+        require_file(path, "replace the file (re-download or reinstall)")
+    check_fashion_mnist_headers(files)
+
+
+@register_dataset("fashion-mnist", check=check_fashion_mnist_available)
+def load_fashion_mnist_bundle(cfg: DataConfig) -> DatasetBundle:
+    files, search_root = _locate(cfg)
     if files is None and cfg.download:
+        root = Path(cfg.root).expanduser() if cfg.root is not None else None
         target = root or FASHION_MNIST_DOWNLOAD_ROOT
         _download(target)
         files = locate_fashion_mnist(target)
     if files is None:
-        raise DataError(f"Fashion-MNIST IDX files ({', '.join(_FILES.values())}[.gz]) not found in "
-                        f"{search_root}; run `apt-get install dataset-fashion-mnist`, set data.root, "
-                        "or set data.download: true")
+        raise _not_found(search_root)
     train_x, train_y, test_x, test_y = read_fashion_mnist(files)
     return tensor_bundle(
         cfg, name="fashion-mnist", class_names=FASHION_MNIST_CLASSES, mean=FASHION_MNIST_MEAN,

@@ -1,21 +1,26 @@
-"""``imagefolder``: class-per-folder images on disk (any PIL-readable format), decoded lazily.
+"""``imagefolder``: class-per-folder images on disk, decoded lazily.
 
 data.root either holds ``train/`` and ``test/`` (each with one folder per class), or is itself a folder of
 class folders, in which case a fixed stratified 20 % (seed 0, independent of data.split_seed) becomes the
 test split. Validation is carved from the training part with data.split_seed / data.val_fraction.
 Class names are the training class folders, sorted; images are found recursively inside each class folder.
-Images are resized to data.input_size (default 32) and normalised with the ImageNet mean/std.
+Formats: PNG, JPEG, BMP, GIF, WebP, PPM/PGM, TIFF. Images are resized to data.input_size (default 32)
+and normalised with the ImageNet mean/std.
+Files are hostile input: empty or oversized files are refused when the folders are scanned, and decoding
+is bounded (pixel count, formats; see folder_split.py); a bad file is a one-line DataError naming it.
 """
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
 
 from cidpipe.data.base import DatasetBundle
 from cidpipe.data.config import DataConfig
-from cidpipe.data.folder_split import ImageFolderSplit
+from cidpipe.data.folder_split import IMAGE_SUFFIXES, ImageFolderSplit, check_image_file_size
+from cidpipe.data.preflight import is_directory, require_directory
 from cidpipe.data.registry import register_dataset
 from cidpipe.data.splitting import DEFAULT_INPUT_SIZE, DEFAULT_PAD, resolve_hflip, stratified_split
 from cidpipe.errors import DataError
@@ -24,13 +29,34 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGEFOLDER_TEST_FRACTION = 0.2
 IMAGEFOLDER_TEST_SEED = 0
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
+_ROOT_HINT = "set data.root to a folder of class folders (or one with train/ and test/)"
 
 
 def _class_dirs(directory: Path) -> list[Path]:
-    return sorted((d for d in directory.iterdir() if d.is_dir() and not d.name.startswith(".")),
-                  key=lambda d: d.name)
+    try:
+        return sorted((d for d in directory.iterdir() if d.is_dir() and not d.name.startswith(".")),
+                      key=lambda d: d.name)
+    except OSError as err:
+        raise DataError(f"cannot list {directory} ({err.strerror or err}); check its permissions") from err
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (recursively, sorted); a zero-byte or huge one is an error now."""
+    try:
+        candidates = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    except OSError as err:
+        raise DataError(f"cannot list {folder} ({err.strerror or err}); check its permissions") from err
+    images = []
+    for path in candidates:
+        try:
+            info = path.stat()
+        except OSError as err:  # e.g. a dangling symlink
+            raise DataError(f"image {path} cannot be read ({err.strerror or err}); "
+                            "remove or replace it") from err
+        if stat.S_ISREG(info.st_mode):  # not directories named x.png, FIFOs or devices
+            check_image_file_size(path, info.st_size)
+            images.append(path)
+    return images
 
 
 def scan_class_folders(directory: Path, class_names: list[str] | None = None
@@ -47,7 +73,7 @@ def scan_class_folders(directory: Path, class_names: list[str] | None = None
         if folder.name not in index:
             raise DataError(f"{folder} is a class not present in the training folders; "
                             "use the same class folders in train/ and test/")
-        images = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        images = _images_in(folder)
         paths.extend(images)
         labels.extend([index[folder.name]] * len(images))
     if not paths:
@@ -55,16 +81,49 @@ def scan_class_folders(directory: Path, class_names: list[str] | None = None
     return names, paths, np.asarray(labels, dtype=np.int64)
 
 
-@register_dataset("imagefolder")
-def load_imagefolder_bundle(cfg: DataConfig) -> DatasetBundle:
+def _root(cfg: DataConfig) -> Path:
     if cfg.root is None:
         raise DataError("data.root is required for imagefolder: "
                         "a folder of class folders (or train/ + test/)")
-    root = Path(cfg.root).expanduser()
-    if not root.is_dir():
-        raise DataError(f"imagefolder root {root} is not a directory; set data.root to your image folder")
+    return require_directory(Path(cfg.root).expanduser(), "imagefolder root", _ROOT_HINT)
+
+
+def _has_train_test(root: Path) -> bool:
+    return is_directory(root / "train") and is_directory(root / "test")
+
+
+def _first_image(folder: Path) -> Path | None:
+    try:
+        images = (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        return next(images, None)
+    except OSError as err:
+        raise DataError(f"cannot list {folder} ({err.strerror or err}); check its permissions") from err
+
+
+def check_imagefolder_available(cfg: DataConfig) -> None:
+    """The root is readable and has class folders with images; lists folders, does not scan every file."""
+    root = _root(cfg)
+    parts = [root / "train", root / "test"] if _has_train_test(root) else [root]
+    train_classes = None
+    for part in parts:
+        folders = _class_dirs(part)
+        if not folders:
+            raise DataError(f"{part} has no class folders; expected <class>/<image> (or train/ and test/)")
+        names = {d.name for d in folders}
+        if train_classes is not None and not names <= train_classes:
+            extra = sorted(names - train_classes)[0]
+            raise DataError(f"{part / extra} is a class not present in the training folders; "
+                            "use the same class folders in train/ and test/")
+        train_classes = names if train_classes is None else train_classes
+        if not any(_first_image(d) is not None for d in folders):
+            raise DataError(f"{part} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+
+
+@register_dataset("imagefolder", check=check_imagefolder_available)
+def load_imagefolder_bundle(cfg: DataConfig) -> DatasetBundle:
+    root = _root(cfg)
     provenance: dict = {"source": str(root)}
-    if (root / "train").is_dir() and (root / "test").is_dir():
+    if _has_train_test(root):
         class_names, pool_paths, pool_labels = scan_class_folders(root / "train")
         _, test_paths, test_labels = scan_class_folders(root / "test", class_names)
     else:

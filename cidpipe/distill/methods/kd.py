@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import torch.nn.functional as F
 from torch import Tensor
 
 from cidpipe.distill.base import Distiller, StepOutput
-from cidpipe.distill.losses import kd_loss
+from cidpipe.distill.losses import cross_entropy_loss, kd_loss
 from cidpipe.distill.registry import register_method
 
 
@@ -17,7 +16,7 @@ class KDDistiller(Distiller):
     def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         logits = self.student(x)
         teacher_logits = self.teacher_logits(x, index)
-        ce = F.cross_entropy(logits, y)
+        ce = cross_entropy_loss(logits, y)
         kd = kd_loss(logits, teacher_logits, self.cfg.temperature)
         loss = self.cfg.ce_weight * ce + self.cfg.kd_weight * kd
         return StepOutput(loss=loss, logits=logits, parts={"ce": ce, "kd": kd})

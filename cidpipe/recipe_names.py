@@ -1,0 +1,98 @@
+"""Registry names in a recipe, checked when the recipe is read (before any compute is spent).
+
+A typo in ``distill.method`` used to surface only after the teacher had trained. Each name a recipe can
+hold is checked here against the registry that will later resolve it, and the published JSON schema
+carries the same allowed values (``schema_enums``). The registries are imported lazily: they pull in torch,
+and ``cidpipe --help`` should not pay for that.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from cidpipe.errors import ConfigError, ModelError
+
+
+def model_names() -> list[str]:
+    from cidpipe.models import list_models
+
+    return list_models()
+
+
+def method_names() -> list[str]:
+    from cidpipe.distill.registry import list_methods
+
+    return list_methods()
+
+
+def dataset_names() -> list[str]:
+    from cidpipe.data.registry import list_datasets
+
+    return list_datasets()
+
+
+def export_target_names() -> list[str]:
+    from cidpipe.export.formats import FORMATS
+
+    return [fmt.name for fmt in FORMATS if fmt.cli_exportable]
+
+
+def bench_backend_names() -> list[str]:
+    from cidpipe.export.formats import FORMATS
+
+    return sorted({backend for fmt in FORMATS for backend in fmt.backends})
+
+
+def _unknown(kind: str, key: str, value: Any, known: Iterable[str]) -> str:
+    known = list(known)
+    close = difflib.get_close_matches(str(value), known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return f"{key}: unknown {kind} {value!r}; {hint}choose one of: {', '.join(known)}"
+
+
+def check_names(recipe: Any) -> None:
+    """Raise ModelError (unknown architecture, exit 4) or ConfigError (any other unknown name, exit 2)."""
+    archs = model_names()
+    for role in ("teacher", "student"):
+        section = getattr(recipe, role)
+        if section is not None and section.model.arch not in archs:
+            raise ModelError(
+                _unknown("model", f"{role}.model.arch", section.model.arch, archs)
+                + " (`cidpipe models` lists them)"
+            )
+    checks: list[tuple[str, str, list[Any], Callable[[], list[str]]]] = [
+        ("dataset", "data.name", [recipe.data.name], dataset_names),
+        ("distillation method", "distill.method", [recipe.distill.method], method_names),
+        ("export target", "export.targets", list(recipe.export.targets), export_target_names),
+        ("bench backend", "bench.backends", list(recipe.bench.backends), bench_backend_names),
+    ]
+    for kind, key, values, known_names in checks:
+        known = known_names()
+        for value in values:
+            if value not in known:
+                raise ConfigError(_unknown(kind, key, value, known))
+
+
+def schema_enums() -> dict[tuple[str, ...], list[str]]:
+    """JSON-schema locations (definition name, property[, 'items']) and their allowed values."""
+    return {
+        ("ModelConfig", "arch"): model_names(),
+        ("DataConfig", "name"): dataset_names(),
+        ("DistillConfig", "method"): method_names(),
+        ("ExportConfig", "targets", "items"): export_target_names(),
+        ("BenchConfig", "backends", "items"): bench_backend_names(),
+    }
+
+
+def add_enums_to_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    defs = schema.get("$defs", {})
+    for (definition, prop, *rest), values in schema_enums().items():
+        node = defs.get(definition, {}).get("properties", {}).get(prop)
+        if node is None:
+            continue
+        if rest:
+            node = node.setdefault("items", {})
+        node["enum"] = list(values)
+    return schema

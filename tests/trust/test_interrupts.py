@@ -1,0 +1,173 @@
+"""Ctrl-C during real work: exit 130 and the line that says how to resume, never a silent exit 0.
+
+Each case starts the real ``cidpipe`` entry point, waits until it is demonstrably working (an epoch progress
+line on stderr, or the stage's work directory on disk), sends SIGINT as a terminal would, and checks what a
+shell or CI runner sees. Export and quantize of the tiny test model finish in well under a second, too fast
+to be interrupted reliably in the middle; bench is interrupted while it measures.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cidpipe.errors import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE
+from tests.conftest import run_cli, tiny_recipe_dict
+
+LONG = {"epochs": 300, "lr": 0.05, "schedule": "cosine"}  # far longer than any test waits
+
+
+def _write_recipe(root: Path, **sections) -> Path:
+    path = root / "recipe.yaml"
+    path.write_text(yaml.safe_dump(tiny_recipe_dict(root / "runs", **sections)))
+    return path
+
+
+def _default_sigint() -> None:
+    # A child of a non-interactive shell or CI runner may inherit SIGINT as ignored; a user's Ctrl-C is not.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def interrupt_when(
+    args: list[str], ready: Callable[[list[str]], bool], *, timeout: float = 150
+) -> tuple[int, str]:
+    """Run ``cidpipe ARGS``, send SIGINT once ``ready(stderr lines so far)`` holds; (exit status, stderr)."""
+    env = {k: v for k, v in os.environ.items() if k != "CIDPIPE_DEBUG"}
+    env["OMP_NUM_THREADS"] = "1"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cidpipe", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=env,
+        preexec_fn=_default_sigint,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stderr.readline, "")), daemon=True)
+    reader.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while not ready(lines):
+            if process.poll() is not None:
+                pytest.fail(
+                    f"cidpipe ended ({process.returncode}) before it could be interrupted: {lines[-20:]}"
+                )
+            if time.monotonic() > deadline:
+                pytest.fail(f"cidpipe did not start working within {timeout:.0f}s: {lines[-20:]}")
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        status = process.wait(timeout=90)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    reader.join(timeout=10)
+    return status, "".join(lines)
+
+
+def assert_interrupted(status: int, stderr: str) -> None:
+    assert status == INTERRUPTED_EXIT, f"exit {status}, wanted {INTERRUPTED_EXIT}\n{stderr[-3000:]}"
+    assert "Traceback" not in stderr, stderr[-3000:]
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines and lines[-1] == INTERRUPTED_MESSAGE, stderr[-3000:]
+    assert lines[-1].startswith("interrupted; rerun the same command to resume")
+
+
+def epoch_line(text: str) -> Callable[[list[str]], bool]:
+    return lambda lines: any(text in line for line in lines)
+
+
+def _checkpoints(runs: Path, stage: str) -> list[Path]:
+    return [p for p in runs.glob(f"*/.{stage}.partial-*/checkpoints/*") if p.is_file()]
+
+
+@pytest.fixture(scope="module")
+def teacher_run(tmp_path_factory) -> Path:
+    """A recipe whose one-epoch teacher is trained; its student is long enough to be interrupted."""
+    root = tmp_path_factory.mktemp("teacher")
+    recipe = _write_recipe(
+        root,
+        teacher={"train": {"epochs": 1}},
+        student={"train": LONG},
+        distill={"method": "kd"},
+        export={"enabled": True, "parity": {"samples": 64}},
+    )
+    done = run_cli("train", str(recipe), "--device", "cpu", timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return recipe
+
+
+@pytest.mark.slow
+def test_interrupted_train(tmp_path):
+    recipe = _write_recipe(tmp_path, teacher={"train": LONG})
+    status, stderr = interrupt_when(["train", str(recipe), "--device", "cpu"], epoch_line("epoch 1/300"))
+    assert_interrupted(status, stderr)
+    assert _checkpoints(tmp_path / "runs", "teacher"), "the promised resume needs the epoch checkpoint"
+    assert not (tmp_path / "runs" / "tiny" / "teacher").exists(), "nothing half-trained is published"
+
+
+@pytest.mark.slow
+def test_interrupted_distill(teacher_run):
+    status, stderr = interrupt_when(
+        ["distill", str(teacher_run), "--device", "cpu"], epoch_line("epoch 1/300")
+    )
+    assert_interrupted(status, stderr)
+    runs = teacher_run.parent / "runs"
+    assert _checkpoints(runs, "student")
+    assert not (runs / "tiny" / "student").exists()
+
+
+@pytest.mark.slow
+def test_interrupted_run_during_the_student(tmp_path):
+    recipe = _write_recipe(
+        tmp_path, teacher={"train": {"epochs": 1}}, student={"train": LONG}, distill={"method": "kd"}
+    )
+    status, stderr = interrupt_when(["run", str(recipe), "--device", "cpu"], epoch_line("epoch 1/300"))
+    assert_interrupted(status, stderr)
+    assert (tmp_path / "runs" / "tiny" / "teacher" / "manifest.json").is_file(), "finished stages stay"
+    assert not (tmp_path / "runs" / "tiny" / "student").exists()
+
+
+@pytest.mark.slow
+def test_interrupted_bench_while_it_measures(teacher_run):
+    runs = teacher_run.parent / "runs"
+    # A short student, distilled and exported once, so that there is something to bench.
+    built = run_cli(
+        "run", str(teacher_run), "--device", "cpu", "--set", "student.train.epochs=1", timeout=180
+    )
+    assert built.returncode == 0, built.stderr[-3000:]
+    run_dir = runs / "tiny"
+
+    def measuring(_lines: list[str]) -> bool:
+        return any(run_dir.glob(".bench.partial-*"))
+
+    status, stderr = interrupt_when(
+        ["bench", str(run_dir), "--set", "bench.min_seconds=600", "--set", "bench.runs=1000000"], measuring
+    )
+    assert_interrupted(status, stderr)
+    assert not (run_dir / "bench").exists()
+    assert not list(run_dir.glob(".bench.partial-*")), "an interrupted bench leaves no half-written stage"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_interrupted_nproc_launch_stops_its_ranks(tmp_path):
+    """SIGINT to the launching process reaches torchrun and the ranks; the launch still exits 130."""
+    recipe = _write_recipe(tmp_path, teacher={"train": LONG})
+    status, stderr = interrupt_when(
+        ["train", str(recipe), "--device", "cpu", "--nproc", "2"], epoch_line("epoch 1/300"), timeout=200
+    )
+    assert_interrupted(status, stderr)
+    assert "ChildFailedError" not in stderr
+    leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(recipe) not in leftovers, "no rank may outlive an interrupted launch"
