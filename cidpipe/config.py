@@ -24,7 +24,7 @@ from cidpipe.hashing import hash_config
 from cidpipe.quantize.config import QuantizeConfig
 from cidpipe.report.config import ReportConfig
 from cidpipe.sections import Section
-from cidpipe.train_config import StudentConfig, TeacherConfig
+from cidpipe.train_config import StudentConfig, TeacherConfig, check_model_selection
 from cidpipe.untrusted import load_yaml_file, load_yaml_text
 
 # The run directory is <out_dir>/<name>, so the name must be one ordinary path component: no separator,
@@ -57,6 +57,15 @@ class Recipe(Section):
         from cidpipe.recipe_names import check_names
 
         check_names(self)
+        for role in ("teacher", "student"):
+            section = getattr(self, role)
+            if section is not None:
+                check_model_selection(section.train, self.data.val_fraction, role)
+        if self.quantize.enabled and self.quantize.max_drop is not None and self.data.val_fraction == 0:
+            raise ConfigError(
+                "quantize.max_drop is measured on the validation split but data.val_fraction is 0; "
+                "drop max_drop or hold out a validation split (the test split is never used for it)"
+            )
         cid = self.distill.cid
         if (
             self.student is not None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
 from cidpipe.errors import ConfigError
 from cidpipe.sections import Section
@@ -44,14 +44,20 @@ class OptimConfig(Section):
     seeds: list[int] = Field(
         [0], min_length=1, description="one run per seed; results reported as mean ± std"
     )
-    # Left out of dumps at its default (exclude_if): stage ids and recipe ids hash the dumped sections, so
-    # a new key with a default would change every existing id and orphan every finished run.
     select: Literal["best_val", "last"] = Field(
         DEFAULT_SELECT,
-        exclude_if=lambda value: value == DEFAULT_SELECT,
         description="which epoch's model is kept: best_val = the highest validation top-1 (never the test "
         "split), last = the last epoch (the paper protocol, with data.val_fraction: 0)",
     )
+
+    @model_serializer(mode="wrap")
+    def _omit_default_select(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Stage and recipe ids hash the dumped sections: at its default the key added for the paper
+        # protocol stays out of them, so runs finished before it existed keep their ids (and stay cached).
+        dumped = handler(self)
+        if self.select == DEFAULT_SELECT:
+            dumped.pop("select", None)
+        return dumped
 
 
 def check_model_selection(train: OptimConfig, val_fraction: float, section: str) -> None:

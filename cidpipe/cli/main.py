@@ -29,12 +29,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-# OSError numbers that mean "this path cannot be used for output": the user fixes them by choosing another
-# path (--out, --junit, ...) or its permissions, so they are usage errors (exit 2), not surprises (exit 1).
-_PATH_ERRNOS = {
-    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG,
-    errno.ENOENT, errno.ELOOP,
-}
+# OSError numbers that mean "this path cannot be used": the user fixes them by choosing another path
+# (--out, --junit, ...) or its permissions, so they are usage errors (exit 2), not surprises (exit 1).
+_PERMISSION_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
+_PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP}
 # Out of room: not the user's command line, but they still need to know where it happened.
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
@@ -84,23 +82,31 @@ def _returned_status(returned: object) -> int:
 
 def describe_os_error(exc: OSError) -> tuple[int, str]:
     """(exit code, one line naming the path and what to do) for an OSError no stage turned into an error."""
-    path = exc.filename if exc.filename is not None else None
-    if path is None:
+    if exc.filename is None:
         # A failed write() on an open file carries no file name; say at least which run it belongs to.
-        from cidpipe.cli.common import last_run_dir
-
-        run_dir = last_run_dir()
-        where = f"while writing under {run_dir}" if run_dir is not None else "while reading or writing"
+        run_dir = _last_run_dir()
+        where = f"under {run_dir}" if run_dir is not None else "a file of this command"
     else:
-        where = f"{path}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
+        where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 is not None else "")
     reason = exc.strerror or str(exc) or type(exc).__name__
     name = errno.errorcode.get(exc.errno or 0, "")
     reason = f"{reason} ({name})" if name else reason
     if exc.errno in _SPACE_ERRNOS:
-        return 1, f"{where}: {reason}; free space there or pass --out on a disk with room"
-    if exc.errno in _PATH_ERRNOS:
+        return 1, f"cannot write {where}: {reason}; free space there or pass --out on a disk with room"
+    if exc.errno in _PERMISSION_ERRNOS:
         return 2, f"cannot use {where}: {reason}; choose a writable path (e.g. another --out directory)"
+    if exc.errno in _PATH_ERRNOS:
+        return 2, f"cannot use {where}: {reason}; check the path (a file where a directory belongs?)"
     return 1, f"{where}: {reason} (rerun with CIDPIPE_DEBUG=1 for a traceback)"
+
+
+def _last_run_dir():
+    try:
+        from cidpipe.cli.common import last_run_dir
+
+        return last_run_dir()
+    except Exception:  # noqa: BLE001 - describing an error must not raise one
+        return None
 
 
 def exit_status(argv: list[str] | None = None) -> int:

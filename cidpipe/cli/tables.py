@@ -31,9 +31,9 @@ def stage_table(results: list[StageResult]) -> Table:
 
 
 def _pm(metrics: dict, key: str) -> str:
-    if f"{key}_std" in metrics:
+    if metrics.get(f"{key}_std") is not None:
         return f"{metrics[f'{key}_mean']:.2f} ± {metrics[f'{key}_std']:.2f}"
-    return f"{metrics[key]:.2f}" if key in metrics else "-"
+    return f"{metrics[key]:.2f}" if metrics.get(key) is not None else "-"
 
 
 def result_json(result: StageResult) -> dict:

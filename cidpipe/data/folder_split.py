@@ -9,6 +9,7 @@ statistically identical.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import warnings
@@ -37,8 +38,18 @@ MAX_IMAGE_PIXELS = 8192 * 8192
 MAX_IMAGE_FILE_BYTES = 512 * 1024 * 1024
 IMAGE_SUFFIXES = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
-# PIL format ids of those suffixes (MPO: the multi-picture JPEG some cameras write).
-IMAGE_FORMATS = ("PNG", "JPEG", "MPO", "BMP", "GIF", "WEBP", "PPM", "TIFF")
+# PIL format ids of those suffixes (PIL's JPEG reader also returns the multi-picture MPO variant).
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "PPM", "TIFF")
+
+
+@functools.cache
+def _open_formats() -> tuple[str, ...]:
+    # Image.open raises KeyError for a format this Pillow build lacks (WebP is optional): ask only
+    # for those it has.
+    from PIL import Image
+
+    Image.init()
+    return tuple(f for f in IMAGE_FORMATS if f in Image.OPEN)
 
 
 def check_image_file_size(path: Path, size: int) -> None:
@@ -55,23 +66,30 @@ def _first_line(err: BaseException) -> str:
     return (text.splitlines()[0][:200] if text else type(err).__name__)
 
 
-def decode_image(path: Path, input_size: int) -> np.ndarray:
-    """uint8 [S, S, 3] of the image at ``path`` resized to ``input_size``; DataError naming the file."""
+def decode_image(path: Path, size: int | tuple[int, int], mode: str = "RGB") -> np.ndarray:
+    """uint8 [H, W, 3] ("RGB") or [H, W] ("L") of the image at ``path`` resized to ``size``.
+
+    ``size`` is the side of a square or (height, width). Everything that can go wrong with a hostile
+    file is a DataError naming it: empty or oversized files, formats other than IMAGE_FORMATS, more
+    than MAX_IMAGE_PIXELS (also when PIL only warns), truncated or damaged data. For any caller that
+    reads user images (e.g. quantization calibration), not only the imagefolder dataset.
+    """
     from PIL import Image
 
+    height, width = (size, size) if isinstance(size, int) else size
     try:
         check_image_file_size(path, path.stat().st_size)
         with warnings.catch_warnings():
             # PIL only *warns* between its limit and twice that; a bomb must stop the run, not scroll by.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=IMAGE_FORMATS) as img:  # reads the header only
-                width, height = img.size
-                if width * height > MAX_IMAGE_PIXELS:
-                    raise DataError(f"image {path} is {width}x{height} pixels, more than the "
+            with Image.open(path, formats=_open_formats()) as img:  # reads the header only
+                img_width, img_height = img.size
+                if img_width * img_height > MAX_IMAGE_PIXELS:
+                    raise DataError(f"image {path} is {img_width}x{img_height} pixels, more than the "
                                     f"{MAX_IMAGE_PIXELS} allowed (a decompression bomb?); "
                                     "remove or shrink it")
-                rgb = img.convert("RGB").resize((input_size, input_size), Image.Resampling.BILINEAR)
-                array = np.asarray(rgb, dtype=np.uint8)
+                converted = img.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
+                array = np.asarray(converted, dtype=np.uint8)
     except DataError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
@@ -82,7 +100,8 @@ def decode_image(path: Path, input_size: int) -> np.ndarray:
         # data, SyntaxError, ValueError, struct.error, ...): any of them means this one file is bad.
         raise DataError(f"cannot decode image {path}: {_first_line(err)}; "
                         "remove or replace the file") from err
-    if array.shape != (input_size, input_size, 3):
+    expected = (height, width, 3) if mode == "RGB" else (height, width)
+    if array.shape != expected:
         raise DataError(f"cannot decode image {path}: got an array of shape {array.shape}; "
                         "remove or replace the file")
     return array

@@ -49,6 +49,8 @@ def evaluate(
     bundle = load_dataset(recipe.data)
     result: dict[str, Any] = {"model": name, "dataset": recipe.data.name}
     for split_name, split in (("val", bundle.val), ("test", bundle.test), *bundle.extra_test.items()):
+        if len(split) == 0:  # no validation split under the paper protocol (val_fraction 0)
+            continue
         x, y = split.to_numpy()
         result[f"{split_name}_top1"] = float((predict(x).argmax(1) == y).mean() * 100.0)
     if "aligned_top1" in result and "conflicting_top1" in result:

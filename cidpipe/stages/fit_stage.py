@@ -49,7 +49,9 @@ def evaluate_splits(predict: Callable, bundle: DatasetBundle, device: str, batch
 def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {"seeds": per_seed}
     for key in ("val_top1", "test_top1"):
-        values = [s[key] for s in per_seed]
+        values = [s[key] for s in per_seed if s.get(key) is not None]
+        if not values:  # select: last without a validation split has no val_top1
+            continue
         summary[f"{key}_mean"] = statistics.fmean(values)
         summary[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
     return summary

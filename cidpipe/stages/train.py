@@ -71,7 +71,7 @@ def _import_teacher(recipe: Recipe, work: StageWork, bundle, options: StageOptio
     work.add_artifact("model", "model.safetensors")
     params = sum(p.numel() for p in model.parameters())
     metrics = {
-        "val_top1": top1_accuracy(model, bundle.val, device=options.device),
+        "val_top1": top1_accuracy(model, bundle.val, device=options.device) if len(bundle.val) else None,
         **evaluate_splits(model, bundle, options.device, recipe.data.eval_batch_size),
         "params": params,
         "imported_from": str(path),

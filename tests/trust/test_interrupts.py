@@ -88,7 +88,13 @@ def epoch_line(text: str) -> Callable[[list[str]], bool]:
 
 
 def _checkpoints(runs: Path, stage: str) -> list[Path]:
-    return [p for p in runs.glob(f"*/.{stage}.partial-*/checkpoints/*") if p.is_file()]
+    found = runs.glob(f"*/.{stage}.partial-*/checkpoints/*")
+    return [p for p in found if p.is_file() and not p.name.startswith(".")]  # not a temp mid-write
+
+
+def _checkpoint_written(runs: Path, stage: str) -> Callable[[list[str]], bool]:
+    # The epoch line can be printed before the checkpoint is on disk; wait for the file itself.
+    return lambda lines: bool(_checkpoints(runs, stage))
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +116,9 @@ def teacher_run(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_interrupted_train(tmp_path):
     recipe = _write_recipe(tmp_path, teacher={"train": LONG})
-    status, stderr = interrupt_when(["train", str(recipe), "--device", "cpu"], epoch_line("epoch 1/300"))
+    status, stderr = interrupt_when(
+        ["train", str(recipe), "--device", "cpu"], _checkpoint_written(tmp_path / "runs", "teacher")
+    )
     assert_interrupted(status, stderr)
     assert _checkpoints(tmp_path / "runs", "teacher"), "the promised resume needs the epoch checkpoint"
     assert not (tmp_path / "runs" / "tiny" / "teacher").exists(), "nothing half-trained is published"
@@ -119,7 +127,8 @@ def test_interrupted_train(tmp_path):
 @pytest.mark.slow
 def test_interrupted_distill(teacher_run):
     status, stderr = interrupt_when(
-        ["distill", str(teacher_run), "--device", "cpu"], epoch_line("epoch 1/300")
+        ["distill", str(teacher_run), "--device", "cpu"],
+        _checkpoint_written(teacher_run.parent / "runs", "student"),
     )
     assert_interrupted(status, stderr)
     runs = teacher_run.parent / "runs"

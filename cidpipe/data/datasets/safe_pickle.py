@@ -91,17 +91,17 @@ def _check_dtype_state(dtype: np.dtype, state: Any) -> None:
     flags = tail[0] if tail else 0
     metadata = tail[1] if len(tail) > 1 else None
     ints = (version, elsize, alignment, flags)
-    if (any(type(v) is not int for v in ints) or endian not in ("<", ">", "|", "=")
+    if (any(type(v) is not int for v in ints) or type(endian) is not str or endian not in ("<", ">", "|", "=")
             or subarray is not None or names is not None or field_map is not None or metadata is not None):
-        raise _Refused(f"dtype state {state!r:.200} defines fields, subarrays or metadata")
+        raise _Refused("a dtype state that defines fields, subarrays or metadata")
     if flags != 0 or elsize not in (-1, dtype.itemsize) or alignment not in (-1, dtype.alignment):
-        raise _Refused(f"dtype state {state!r:.200} sets sizes or flags")
+        raise _Refused("a dtype state that sets item sizes or flags")
 
 
 def _check_shape(shape: Any) -> tuple[int, ...]:
     if (type(shape) is not tuple or len(shape) > _MAX_NDIM
             or any(type(n) is not int or n < 0 for n in shape)):
-        raise _Refused(f"array shape {shape!r:.200} is not a short tuple of non-negative ints")
+        raise _Refused("an array shape that is not a short tuple of non-negative ints")
     return shape
 
 
@@ -142,13 +142,15 @@ def _numpy_helpers() -> tuple[Any, Any]:
 def _reconstruct_empty(subtype: Any, shape: Any, typecode: Any) -> np.ndarray:
     # numpy writes _reconstruct(ndarray, (0,), b"b") and then sets the real shape and data with BUILD;
     # any other arguments would allocate an array of the file's choosing.
-    if subtype is not np.ndarray or shape != (0,) or type(shape) is not tuple or typecode not in (b"b", "b"):
+    # Types first: comparing a file-made array with == would not give a bool.
+    if (subtype is not np.ndarray or type(shape) is not tuple or shape != (0,)
+            or type(typecode) not in (bytes, str) or typecode not in (b"b", "b")):
         raise _Refused("array reconstruction with unexpected arguments")
     return _numpy_helpers()[0](np.ndarray, (0,), b"b")
 
 
 def _frombuffer_checked(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
-    if type(buf) not in (bytes, bytearray) or order not in ("C", "F"):
+    if type(buf) not in (bytes, bytearray) or type(order) is not str or order not in ("C", "F"):
         raise _Refused("array buffer with unexpected arguments")
     _check_plain(dtype)
     _check_raw_size(_check_shape(shape), dtype, buf)
@@ -158,7 +160,7 @@ def _frombuffer_checked(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndar
 def _latin1_bytes(text: Any, encoding: Any = "utf-8") -> bytes:
     # Protocol 2 written by Python 3 stores bytes as _codecs.encode(str, "latin1"); other codecs
     # (zlib, bz2, base64, ...) are not what numpy writes and could expand a small file.
-    if type(text) is not str or encoding not in ("latin1", "latin-1"):
+    if type(text) is not str or type(encoding) is not str or encoding not in ("latin1", "latin-1"):
         raise _Refused("_codecs.encode is only allowed as str -> latin1 bytes")
     return codecs.encode(text, "latin1")
 
