@@ -124,7 +124,8 @@ def exit_status(argv: list[str] | None = None) -> int:
     except typer.TyperException as err:  # bad command line (unknown option, missing argument, ...)
         if debug:
             raise
-        return _fail(2, err.format_message())
+        # An empty message is no_args_is_help: the help (the list of commands) has just been printed.
+        return _fail(2, err.format_message() or "no command given; pick one of the commands listed above")
     except (KeyboardInterrupt, typer.Abort):
         return _interrupted()
     except OSError as exc:
