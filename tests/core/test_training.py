@@ -66,11 +66,8 @@ def _settings(path, resume=True):
     )
 
 
-def test_resume_after_interrupt_is_exact(setup, tmp_path):
-    recipe, bundle, teacher = setup
-    straight = _distiller(recipe, bundle, teacher)
-    fit(straight, bundle, recipe.student.train, _settings(tmp_path / "a.pt"))
-
+def _interrupt_at_epoch_2_then_resume(recipe, bundle, teacher, checkpoint):
+    """Fit until a Ctrl-C at the start of epoch 2, then resume from the checkpoint: (model, result)."""
     interrupted = _distiller(recipe, bundle, teacher)
     original_start = interrupted.on_epoch_start
 
@@ -81,9 +78,17 @@ def test_resume_after_interrupt_is_exact(setup, tmp_path):
 
     interrupted.on_epoch_start = stop_at_epoch_2
     with pytest.raises(KeyboardInterrupt):
-        fit(interrupted, bundle, recipe.student.train, _settings(tmp_path / "b.pt"))
+        fit(interrupted, bundle, recipe.student.train, _settings(checkpoint))
     resumed = _distiller(recipe, bundle, teacher)
-    result = fit(resumed, bundle, recipe.student.train, _settings(tmp_path / "b.pt"))
+    return resumed, fit(resumed, bundle, recipe.student.train, _settings(checkpoint))
+
+
+def test_resume_after_interrupt_is_exact(setup, tmp_path):
+    recipe, bundle, teacher = setup
+    straight = _distiller(recipe, bundle, teacher)
+    fit(straight, bundle, recipe.student.train, _settings(tmp_path / "a.pt"))
+
+    resumed, result = _interrupt_at_epoch_2_then_resume(recipe, bundle, teacher, tmp_path / "b.pt")
     assert result.resumed_from_epoch == 2
     expected, actual = straight.state_dict(), resumed.state_dict()
     assert expected.keys() == actual.keys()
@@ -235,19 +240,7 @@ def test_resume_under_the_paper_protocol_is_exact(paper_setup, tmp_path):
     recipe, bundle, teacher = paper_setup
     straight = _distiller(recipe, bundle, teacher)
     expected = fit(straight, bundle, recipe.student.train, _settings(tmp_path / "a.pt"))
-    interrupted = _distiller(recipe, bundle, teacher)
-    original_start = interrupted.on_epoch_start
-
-    def stop_at_epoch_2(epoch):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        original_start(epoch)
-
-    interrupted.on_epoch_start = stop_at_epoch_2
-    with pytest.raises(KeyboardInterrupt):
-        fit(interrupted, bundle, recipe.student.train, _settings(tmp_path / "b.pt"))
-    resumed = _distiller(recipe, bundle, teacher)
-    result = fit(resumed, bundle, recipe.student.train, _settings(tmp_path / "b.pt"))
+    resumed, result = _interrupt_at_epoch_2_then_resume(recipe, bundle, teacher, tmp_path / "b.pt")
     assert result.resumed_from_epoch == 2 and result.best_epoch == expected.best_epoch
     assert _without_seconds(result.history) == _without_seconds(expected.history)
     for key, value in straight.state_dict().items():
