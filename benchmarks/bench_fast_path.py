@@ -37,8 +37,8 @@ from cidpipe.data.resident import place_split  # noqa: E402
 from cidpipe.data.tensor_split import TensorSplit  # noqa: E402
 from cidpipe.distill.config import CIDConfig, DistillConfig  # noqa: E402
 from cidpipe.distill.registry import build_distiller  # noqa: E402
+from cidpipe.machine import cpu_model  # noqa: E402
 from cidpipe.models import build_model  # noqa: E402
-from cidpipe.study.markdown import cpu_model  # noqa: E402
 from cidpipe.train_config import OptimConfig  # noqa: E402
 from cidpipe.training.loop import autocast_context  # noqa: E402
 from cidpipe.training.schedule import build_optimizer  # noqa: E402

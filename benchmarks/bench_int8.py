@@ -26,10 +26,10 @@ from onnxruntime.quantization import QuantFormat, QuantType, quant_pre_process, 
 
 from cidpipe.export.ort_run import make_session, run_onnx, top1_percent
 from cidpipe.export.torch2onnx import export_onnx
+from cidpipe.machine import cpu_model
 from cidpipe.quantize.calibration import ArrayCalibrationReader
 from cidpipe.quantize.config import QuantizeConfig
 from cidpipe.quantize.int8 import quantize_static_int8
-from cidpipe.study.markdown import cpu_model
 
 
 def interleaved_latency(

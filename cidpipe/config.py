@@ -40,7 +40,11 @@ class Recipe(Section):
         description="run name: runs/<name>/ (letters, digits, _ . -; not starting with a dot)",
     )
     description: str = ""
-    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    device: str = Field(
+        "auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="where train/distill run unless --device says otherwise; auto = CUDA when torch sees one",
+    )
     out_dir: Path = Field(Path("runs"), description="parent of the run directory")
     data: DataConfig = DataConfig()
     teacher: TeacherConfig

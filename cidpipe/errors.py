@@ -11,6 +11,9 @@ class CidpipeError(Exception):
     """Base class: ``str(err)`` is the one line shown to the user."""
 
     exit_code = 1
+    # What the command produced before it failed (a bench's published rows, a gate's verdict): the --json
+    # error reply carries it as ``result`` (cidpipe/cli/json_contract.py).
+    result: object = None
 
 
 class UsageError(CidpipeError):

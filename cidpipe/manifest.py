@@ -20,24 +20,23 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import platform
 import shutil
-import socket
-import subprocess
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-import cidpipe
 from cidpipe.atomic import atomic_write_text
 from cidpipe.errors import ModelError, UsageError
 from cidpipe.hashing import hash_config
+from cidpipe.machine import environment
 from cidpipe.untrusted import load_json_file
 
-# 2: manifests carry ``digest``; schema-1 manifests (no digest) are refused and their stages rerun.
-SCHEMA_VERSION = 2
+# 2: manifests carry ``digest``. 3: artifacts carry their format (a name in cidpipe/export/formats.py) and
+# role, ``status`` is gone (a published manifest is complete by construction). Older manifests are refused
+# and their stages rerun.
+SCHEMA_VERSION = 3
 MANIFEST_NAME = "manifest.json"
 
 
@@ -46,6 +45,17 @@ class Artifact(BaseModel):
     path: str
     sha256: str
     bytes: int
+    format: str | None = None  # a model artifact's format; None for other files (results, build logs)
+    role: str | None = None  # "teacher" | "student": whose model it is, when a stage holds both
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, value: str | None) -> str | None:
+        from cidpipe.export.formats import format_names
+
+        if value is not None and value not in format_names():
+            raise ValueError(f"unknown artifact format {value!r}; known: {', '.join(format_names())}")
+        return value
 
     @field_validator("path")
     @classmethod
@@ -84,7 +94,6 @@ class Manifest(BaseModel):
     env: dict[str, Any] = {}
     created_at: str = ""
     finished_at: str = ""
-    status: str = "complete"
     digest: str = ""
 
     def artifact_path(self, stage_dir: Path, key: str) -> Path:
@@ -197,47 +206,12 @@ def cache_status(stage_dir: Path, expected_id: str) -> tuple[bool, str]:
         manifest = read_manifest(stage_dir)
     except (UsageError, ModelError) as err:
         return False, f"manifest not trusted ({str(err).split(';')[0]})"
-    if manifest.status != "complete":
-        return False, f"status is {manifest.status}"
     if manifest.id != expected_id:
         return False, "config or a parent changed"
     problem = verify_artifacts(Path(stage_dir), manifest)
     if problem:
         return False, problem
     return True, "cached"
-
-
-def git_sha() -> str | None:
-    root = Path(cidpipe.__file__).resolve().parent.parent
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(root), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def environment(device: str) -> dict[str, Any]:
-    import torch
-
-    env: dict[str, Any] = {
-        "cidpipe": cidpipe.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "platform": platform.platform(),
-        "hostname": socket.gethostname(),
-        "device": device,
-        "git_sha": git_sha(),
-        "cpu_count": os.cpu_count(),
-    }
-    if device.startswith("cuda") and torch.cuda.is_available():
-        env["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return env
 
 
 class StageWork:
@@ -261,7 +235,7 @@ class StageWork:
         self.recipe, self.recipe_id = recipe, recipe_id
         self.work_dir = self.stage_dir.parent / f".{self.stage_dir.name}.partial-{self.id[:16]}"
         self.created_at = now_iso()
-        self._artifacts: dict[str, str] = {}
+        self._artifacts: dict[str, tuple[str, str | None, str | None]] = {}
 
     def open(self) -> StageWork:
         try:
@@ -275,10 +249,12 @@ class StageWork:
     def path(self, name: str) -> Path:
         return self.work_dir / name
 
-    def add_artifact(self, key: str, relative_path: str) -> None:
+    def add_artifact(
+        self, key: str, relative_path: str, *, format: str | None = None, role: str | None = None
+    ) -> None:
         if not (self.work_dir / relative_path).is_file():
             raise RuntimeError(f"artifact {relative_path} was not written into {self.work_dir}")
-        self._artifacts[key] = relative_path
+        self._artifacts[key] = (relative_path, format, role)
 
     def commit(
         self,
@@ -293,7 +269,7 @@ class StageWork:
         Files in the work directory that are neither artifacts nor in ``keep`` (checkpoints, temporaries)
         are removed first: a published stage holds only what its manifest lists.
         """
-        wanted = set(self._artifacts.values()) | set(keep)
+        wanted = {rel for rel, _fmt, _role in self._artifacts.values()} | set(keep)
         for path in sorted(self.work_dir.rglob("*"), reverse=True):
             rel = path.relative_to(self.work_dir).as_posix()
             if path.is_file() and rel not in wanted:
@@ -302,9 +278,13 @@ class StageWork:
                 path.rmdir()
         artifacts = {
             key: Artifact(
-                path=rel, sha256=sha256_file(self.work_dir / rel), bytes=(self.work_dir / rel).stat().st_size
+                path=rel,
+                sha256=sha256_file(self.work_dir / rel),
+                bytes=(self.work_dir / rel).stat().st_size,
+                format=fmt,
+                role=role,
             )
-            for key, rel in self._artifacts.items()
+            for key, (rel, fmt, role) in self._artifacts.items()
         }
         manifest = Manifest(
             stage=self.stage,
@@ -319,7 +299,6 @@ class StageWork:
             env=environment(device),
             created_at=self.created_at,
             finished_at=now_iso(),
-            status="complete",
         )
         manifest.digest = manifest.content_digest()
         atomic_write_text(self.work_dir / MANIFEST_NAME, manifest_to_json(manifest))

@@ -6,6 +6,8 @@ loading its weights: registry arch, classes, input shape, normalisation and the 
 
 from __future__ import annotations
 
+import pickle
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +20,12 @@ from cidpipe.errors import ModelError
 from cidpipe.manifest import Manifest, read_manifest
 
 
-def model_spec(arch: str, bundle, head: dict[str, Any], params: int) -> dict[str, Any]:
-    return {
+def model_spec(
+    arch: str, bundle, head: dict[str, Any], params: int, source: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``source`` is what ``models.sources.build_from_config`` returned; its ``kwargs`` are what rebuilds a
+    timm/torchvision/python architecture, the rest records where the weights came from."""
+    spec = {
         "arch": arch,
         "num_classes": bundle.num_classes,
         "class_names": list(bundle.class_names),
@@ -29,6 +35,10 @@ def model_spec(arch: str, bundle, head: dict[str, Any], params: int) -> dict[str
         "head": head,
         "params": params,
     }
+    if source is not None:
+        spec["kwargs"] = dict(source.get("kwargs") or {})
+        spec["source"] = source
+    return spec
 
 
 def save_weights(module: torch.nn.Module, path: Path) -> None:
@@ -36,7 +46,17 @@ def save_weights(module: torch.nn.Module, path: Path) -> None:
     atomic_write_with(path, lambda tmp: save_file(state, str(tmp)))
 
 
+# Containers other projects wrap a state dict in (Lightning, DeiT/timm train scripts, many repos).
+_STATE_CONTAINERS = ("state_dict", "model", "model_state_dict", "module")
+
+
 def load_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict of tensors from a safetensors or torch file, unwrapped from a common container.
+
+    Nothing but tensors and plain containers is unpickled (``weights_only=True``): a whole pickled
+    model is refused with what to save instead.
+    """
+    path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
@@ -48,18 +68,36 @@ def load_weights(path: Path) -> dict[str, torch.Tensor]:
             ) from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(_pickled_object_message(path, str(exc))) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means: not loadable safely
         raise ModelError(
             f"{path} cannot be loaded as plain weights ({type(exc).__name__}); "
             "export it as a state_dict or safetensors file"
         ) from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]  # a common wrapping in other projects' checkpoints
-    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
-        state = state["model"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ModelError(f"{path} does not hold a state_dict of tensors")
+    if isinstance(state, torch.nn.Module):  # only reachable for modules torch allow-lists; still refused
+        raise ModelError(_pickled_object_message(path, type(state).__name__))
+    for container in _STATE_CONTAINERS:
+        if isinstance(state, dict) and isinstance(state.get(container), dict):
+            state = state[container]
+    tensors_only = isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())
+    if not tensors_only or not state:
+        raise ModelError(
+            f"{path} does not hold a state_dict of tensors; save torch.save(model.state_dict(), path) "
+            "or a safetensors file"
+        )
     return state
+
+
+def _pickled_object_message(path: Path, detail: str) -> str:
+    # torch's weights_only error names the refused class ("Unsupported global: GLOBAL pkg.Class").
+    found = re.search(r"GLOBAL ([\w.]+)", detail)
+    what = f" ({found.group(1)})" if found else ""
+    return (
+        f"{path} holds a pickled Python object{what}, e.g. a whole model saved with torch.save(model), "
+        "which cidpipe does not unpickle; save model.state_dict() instead "
+        "(torch.save(model.state_dict(), path) or safetensors)"
+    )
 
 
 def load_state_strict(
@@ -77,14 +115,20 @@ def load_state_strict(
             f" (e.g. '{(missing or unexpected)[0]}')"
         )
         raise ModelError(f"{source} does not match a {arch} model with these classes: {detail}")
-    module.load_state_dict(state)
+    from cidpipe.models.weights import with_layout_versions
+
+    module.load_state_dict(with_layout_versions(module, state))
 
 
 def build_from_spec(spec: dict[str, Any]) -> torch.nn.Module:
     from cidpipe.distill.deploy import build_deployable
-    from cidpipe.models import build_model
+    from cidpipe.models.sources import build_architecture
 
-    backbone = build_model(spec["arch"], spec["num_classes"], in_channels=spec["input_shape"][0])
+    # Fresh weights only: the stage's own weights file is loaded afterwards (load_stage_model), so a
+    # pretrained or imported model reopens without its library cache or the user's original file.
+    backbone = build_architecture(
+        spec["arch"], spec["num_classes"], in_channels=spec["input_shape"][0], kwargs=spec.get("kwargs") or {}
+    )
     return build_deployable(backbone, spec.get("head") or {"head": "plain"})
 
 

@@ -1,92 +1,111 @@
-"""`cidpipe run`: the stages a recipe enables, in order, each skipped when its cached result still holds.
+"""The pipeline: the one ordered tuple of stages, and the mechanics every stage runs through.
 
 A stage's id is a hash of its config and its parents' ids, so changing a distill hyper-parameter changes the
-student's id and with it the ids of everything downstream, while the teacher stays cached. The plan is
-computed before anything runs, which is what `--dry-run` prints.
+student's id and with it the ids of everything downstream, while the teacher stays cached. ``make_plan``
+computes every id from the planned parents before anything runs (what ``--dry-run`` prints); ``run_stage``
+computes it again from the parents' manifests on disk, which are the planned ones once they have run, so the
+planned id is the published id (tests/core/test_stage_contract.py holds both to that).
+
+``run_stage`` is used by ``cidpipe run`` and by every single-stage verb alike: validate, read the parents
+(verified), the cache check, open the hidden work directory, build, publish atomically, and on any error
+(Ctrl-C included) prune the work directory down to its resume state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import os
 from pathlib import Path
 
 from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe, dump_recipe_yaml
-from cidpipe.errors import UsageError
-from cidpipe.manifest import StageWork, cache_status
-from cidpipe.stages.common import StageOptions, StageResult
+from cidpipe.debris import prune_on_error
+from cidpipe.errors import ModelError, UsageError
+from cidpipe.manifest import StageWork, cache_status, read_manifest, stage_id, verify_artifacts
+from cidpipe.stages.bench import BENCH
+from cidpipe.stages.contract import Parent, PipelineResult, Plan, Stage, StageOptions, StageResult
+from cidpipe.stages.distill import STUDENT
+from cidpipe.stages.export import EXPORT
+from cidpipe.stages.gate import GATE
+from cidpipe.stages.quantize import QUANTIZE
+from cidpipe.stages.report import REPORT
+from cidpipe.stages.train import TEACHER
+from cidpipe.stages.trt import TRT
+
+# The only list of stages: order is execution order, and every parent comes before its children.
+STAGES: tuple[Stage, ...] = (TEACHER, STUDENT, EXPORT, QUANTIZE, TRT, BENCH, GATE, REPORT)
 
 
-@dataclass
-class StageSpec:
-    """One pipeline stage: whether the recipe enables it, its planned work (id), and how to run it."""
+def stage_named(name: str) -> Stage:
+    """The stage called ``name`` (its directory name, or the verb that runs it)."""
+    for stage in STAGES:
+        if name in (stage.name, stage.verb):
+            return stage
 
-    name: str
-    enabled: Callable[[Recipe], bool]
-    plan: Callable[[Recipe, dict[str, str]], StageWork | None]  # None: not content-addressed (always runs)
-    run: Callable[[Recipe, StageOptions], object]
-    parents: tuple[str, ...] = ()
+    def label(stage: Stage) -> str:  # "teacher (train)": the name, and the verb where it is another word
+        return (
+            stage.name
+            if stage.verb in (stage.name, "") or " " in stage.verb
+            else f"{stage.name} ({stage.verb})"
+        )
 
-
-@dataclass
-class PlannedStage:
-    name: str
-    action: str  # "run", "cached", "skip"
-    reason: str
-    id: str | None = None
+    known = ", ".join(label(stage) for stage in STAGES)
+    raise UsageError(f"unknown stage {name!r}; stages are {known}")
 
 
-@dataclass
-class PipelineResult:
-    plan: list[PlannedStage]
-    results: dict[str, object] = field(default_factory=dict)
+def addressed_stage_names() -> tuple[str, ...]:
+    """Directories that hold a manifest, in pipeline order (what the gate and the report read)."""
+    return tuple(stage.name for stage in STAGES if stage.addressed)
 
 
-def _stage_specs() -> list[StageSpec]:
-    from cidpipe.stages import registry
+def _planned_ids(recipe: Recipe) -> dict[str, str]:
+    ids: dict[str, str] = {}
+    for stage in STAGES:
+        if stage.addressed and stage.enabled(recipe):
+            ids[stage.name] = stage_id(stage.name, stage.config(recipe), _parent_ids(stage, recipe, ids))
+    return ids
 
-    return registry.PIPELINE
+
+def _parent_ids(stage: Stage, recipe: Recipe, ids: dict[str, str]) -> dict[str, str]:
+    missing = [name for name in stage.parents(recipe) if name not in ids]
+    if missing:  # a recipe the validators let through but whose stages cannot chain
+        raise UsageError(f"stage {stage.name} reads {', '.join(missing)}, which this recipe does not enable")
+    return {name: ids[name] for name in stage.parents(recipe)}
 
 
-def stage_names() -> list[str]:
-    return [spec.name for spec in _stage_specs()]
+def _reusable(stage: Stage, recipe: Recipe, directory: Path, expected_id: str) -> tuple[bool, str]:
+    ok, reason = cache_status(directory, expected_id)
+    if not ok:
+        return ok, reason
+    return stage.reusable(recipe, read_manifest(directory, stage.name))
 
 
 def make_plan(
     recipe: Recipe, *, force: bool = False, start: str | None = None, only: str | None = None
-) -> list[PlannedStage]:
-    from cidpipe.preflight import preflight
-
-    names = stage_names()
-    for flag, value in (("--from", start), ("--only", only)):
-        if value is not None and value not in names:
-            raise UsageError(f"{flag} {value}: unknown stage; stages are {', '.join(names)}")
-    preflight(recipe)  # a typo'd path or device fails here, not after the teacher has trained
-    ids: dict[str, str] = {}
-    plan: list[PlannedStage] = []
-    started = start is None and only is None
-    for spec in _stage_specs():
-        if spec.name in (start, only):
-            started = True
-        work = spec.plan(recipe, ids) if spec.enabled(recipe) else None
-        if work is not None:
-            ids[spec.name] = work.id
-        if not spec.enabled(recipe):
-            plan.append(PlannedStage(spec.name, "skip", "disabled in the recipe"))
-            continue
-        if not started or (only is not None and spec.name != only):
+) -> list[Plan]:
+    """What ``cidpipe run`` will do, stage by stage, with each stage's id; validates every enabled stage."""
+    first = stage_named(start).name if start is not None else None
+    single = stage_named(only).name if only is not None else None
+    for stage in STAGES:  # a typo'd path or device fails here, not after the teacher has trained
+        if stage.enabled(recipe):
+            stage.validate(recipe)
+    ids = _planned_ids(recipe)
+    plan: list[Plan] = []
+    started = first is None and single is None
+    for stage in STAGES:
+        started = started or stage.name in (first, single)
+        planned_id = ids.get(stage.name)
+        if not stage.enabled(recipe):
+            plan.append(Plan(stage.name, "skip", "disabled in the recipe"))
+        elif not started or (single is not None and stage.name != single):
             why = f"before --from {start}" if start else f"--only {only}"
-            plan.append(PlannedStage(spec.name, "skip", why, work.id if work else None))
-            continue
-        if work is None:
-            plan.append(PlannedStage(spec.name, "run", "always runs (cheap, reads the finished stages)"))
-            continue
-        reusable, reason = cache_status(work.stage_dir, work.id)
-        if force:
-            plan.append(PlannedStage(spec.name, "run", "--force", work.id))
+            plan.append(Plan(stage.name, "skip", why, planned_id))
+        elif not stage.addressed:
+            plan.append(Plan(stage.name, "run", "always runs (cheap, reads the finished stages)"))
+        elif force:
+            plan.append(Plan(stage.name, "run", "--force", planned_id))
         else:
-            plan.append(PlannedStage(spec.name, "cached" if reusable else "run", reason, work.id))
+            reusable, reason = _reusable(stage, recipe, stage.dir(recipe), planned_id)
+            plan.append(Plan(stage.name, "cached" if reusable else "run", reason, planned_id))
     return plan
 
 
@@ -98,6 +117,7 @@ def run_pipeline(
     only: str | None = None,
     dry_run: bool = False,
 ) -> PipelineResult:
+    """Run (or, with ``dry_run``, only plan) every stage the recipe enables, in order."""
     plan = make_plan(recipe, force=options.force, start=start, only=only)
     result = PipelineResult(plan)
     if dry_run:
@@ -105,15 +125,95 @@ def run_pipeline(
     from cidpipe.debris import sweep_run_dir
 
     sweep_run_dir(recipe.run_dir())
-    specs = {spec.name: spec for spec in _stage_specs()}
     for planned in plan:
         if planned.action == "skip":
             continue
-        result.results[planned.name] = specs[planned.name].run(recipe, options)
+        stage = stage_named(planned.name)
+        result.results[stage.name] = run_stage(stage, recipe, options, validated=True)
         # Written once a stage has succeeded, so a recipe that fails at once leaves no run directory behind.
         atomic_write_text(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))
     return result
 
 
-def stage_result_dir(result: object) -> Path | None:
-    return result.stage_dir if isinstance(result, StageResult) else None
+def read_parents(stage: Stage, recipe: Recipe, sources: dict[str, Path] | None = None) -> dict[str, Parent]:
+    """The verified manifests of ``stage``'s parents: the run's own, or the directories in ``sources``."""
+    inputs: dict[str, Parent] = {}
+    for name in stage.parents(recipe):
+        if sources and name in sources:  # a directory the user named (e.g. distill --teacher DIR)
+            directory = Path(sources[name])
+            inputs[name] = _verified(directory, read_manifest(directory))
+            continue
+        directory = recipe.run_dir() / name
+        try:
+            manifest = read_manifest(directory, name)
+        except UsageError:
+            raise UsageError(
+                f"{stage.name} reads the {name} stage, which has not run in {recipe.run_dir()}; "
+                f"run `cidpipe {stage_named(name).verb}` first, or `cidpipe run` for the whole pipeline"
+            ) from None
+        inputs[name] = _verified(directory, manifest)
+    return inputs
+
+
+def _verified(directory: Path, manifest) -> Parent:
+    """The parent, once every artifact it lists has its recorded size and sha256 (else exit 4, and the
+    child's work directory is never created)."""
+    problem = verify_artifacts(directory, manifest)
+    if problem:
+        raise ModelError(f"{problem}; rerun the {manifest.stage} stage (cidpipe run ... --force)")
+    return Parent(directory, manifest)
+
+
+def run_stage(
+    stage: Stage,
+    recipe: Recipe,
+    options: StageOptions,
+    *,
+    sources: dict[str, Path] | None = None,
+    validated: bool = False,
+):
+    """Run one stage: its finished result when cached, else build and publish it (see module doc)."""
+    if not validated:
+        stage.validate(recipe)
+    if not stage.addressed:
+        return stage.build(recipe, None, {}, options)
+    inputs = read_parents(stage, recipe, sources)
+    work = StageWork(
+        stage.dir(recipe),
+        stage.name,
+        stage.config(recipe),
+        {name: parent.manifest.id for name, parent in inputs.items()},
+        recipe=recipe.name,
+        recipe_id=recipe.recipe_id(),
+    )
+    if not options.force:
+        reusable, _reason = _reusable(stage, recipe, work.stage_dir, work.id)
+        if reusable:
+            options.log.print(
+                f"[green]cached[/] {stage.name} ({work.stage_dir}) — same config, parents and artifacts"
+            )
+            manifest = read_manifest(work.stage_dir, stage.name)
+            stage.on_cached(recipe, manifest, options)
+            return StageResult(stage.name, work.stage_dir, manifest, cached=True)
+    rank = int(os.environ.get("RANK", "0"))  # torchrun sets it; rank 0 alone writes the stage
+    work.open()
+    # On failure keep the epoch checkpoints (a rerun resumes from them) and drop everything else.
+    with prune_on_error(work.work_dir, enabled=rank == 0):
+        built = stage.build(recipe, work, inputs, options)
+        if built is not None:
+            manifest = work.commit(metrics=built.metrics, model=built.model, device=built.device)
+    _wait_for_rank_zero()
+    if built is None:  # another DDP rank: read what rank 0 published
+        return StageResult(
+            stage.name, work.stage_dir, read_manifest(work.stage_dir, stage.name), cached=False
+        )
+    if built.after_publish is not None:
+        built.after_publish(manifest)
+    return StageResult(stage.name, work.stage_dir, manifest, cached=False)
+
+
+def _wait_for_rank_zero() -> None:
+    if os.environ.get("WORLD_SIZE", "1") != "1":
+        from cidpipe.training import distributed
+
+        distributed.barrier()

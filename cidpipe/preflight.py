@@ -1,8 +1,9 @@
 """What can be known to fail before any compute is spent, checked when a run is planned.
 
 The recipe schema already refuses unknown names and impossible values; this looks at the world the recipe
-points into: the output directory, the dataset files, weights files, the device inventory and the
-combination of stages. ``cidpipe run --dry-run`` runs it, and so does every run before its first stage.
+points into: the output directory, the dataset files, weights files and the device inventory. Each stage's
+``validate`` calls the checks it needs (cidpipe/stages/contract.py), so ``cidpipe run --dry-run``, every run
+before its first stage and every single-stage verb run them.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import os
 from pathlib import Path
 
 from cidpipe.config import Recipe
-from cidpipe.errors import ConfigError, ModelError, UsageError
+from cidpipe.errors import ModelError, UsageError
 
 
 def check_out_dir(recipe: Recipe) -> None:
@@ -29,10 +30,10 @@ def check_out_dir(recipe: Recipe) -> None:
 def check_weights_files(recipe: Recipe) -> None:
     for role in ("teacher", "student"):
         section = getattr(recipe, role)
-        checkpoint = None if section is None else section.model.checkpoint
+        checkpoint = None if section is None else section.model.weights
         if checkpoint is not None and not Path(checkpoint).is_file():
             raise ModelError(
-                f"{role}.model.checkpoint {checkpoint} does not exist; give the path of a "
+                f"{role}.model.weights {checkpoint} does not exist; give the path of a "
                 "safetensors or state_dict file"
             )
 
@@ -41,20 +42,14 @@ def check_devices(recipe: Recipe) -> None:
     if not recipe.bench.enabled:
         return
     from cidpipe.bench.devices.inventory import load_inventory
+    from cidpipe.bench.devices.probe import require_jetson_ready
 
     inventory = load_inventory(recipe.bench.inventory)
-    for name in recipe.bench.devices:
-        inventory.get_device(name)  # raises with the known names when it is not in the inventory
-
-
-def check_stage_combination(recipe: Recipe) -> None:
-    export = recipe.export
-    if export.enabled and "trt" in export.targets and export.trt.precision == "int8":
-        if not (recipe.quantize.enabled and recipe.quantize.mode == "int8"):
-            raise ConfigError(
-                "export.trt.precision is int8 but the recipe does not quantize to int8; "
-                "set quantize.mode: int8 (TensorRT builds INT8 from the QDQ model)"
-            )
+    devices = [inventory.get_device(name) for name in recipe.bench.devices]  # unknown names raise here
+    for device in devices:
+        if device.kind == "jetson":
+            # Connects to the board: a missing TensorRT must fail before training, not as bench rows.
+            require_jetson_ready(device, tolerate_unreachable=recipe.bench.tolerate_device_failures)
 
 
 def check_data(recipe: Recipe) -> None:
@@ -65,13 +60,9 @@ def check_data(recipe: Recipe) -> None:
 
 def preflight_training(recipe: Recipe) -> None:
     """What the train and distill stages need: a writable run directory, weights files and the data."""
+    from cidpipe.training.tracking import check_trackers_available
+
     check_out_dir(recipe)
     check_weights_files(recipe)
     check_data(recipe)
-
-
-def preflight(recipe: Recipe) -> None:
-    """Raise the first problem that would make the run fail later; cheap (no dataset is decoded)."""
-    check_stage_combination(recipe)
-    preflight_training(recipe)
-    check_devices(recipe)
+    check_trackers_available(recipe.report.trackers)  # a missing tensorboard/mlflow fails before training

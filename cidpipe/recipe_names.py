@@ -34,9 +34,9 @@ def dataset_names() -> list[str]:
 
 
 def export_target_names() -> list[str]:
-    from cidpipe.export.formats import FORMATS
+    from cidpipe.export.formats import export_targets
 
-    return [fmt.name for fmt in FORMATS if fmt.cli_exportable]
+    return export_targets()
 
 
 def bench_backend_names() -> list[str]:
@@ -54,14 +54,10 @@ def _unknown(kind: str, key: str, value: Any, known: Iterable[str]) -> str:
 
 def check_names(recipe: Any) -> None:
     """Raise ModelError (unknown architecture, exit 4) or ConfigError (any other unknown name, exit 2)."""
-    archs = model_names()
     for role in ("teacher", "student"):
         section = getattr(recipe, role)
-        if section is not None and section.model.arch not in archs:
-            raise ModelError(
-                _unknown("model", f"{role}.model.arch", section.model.arch, archs)
-                + " (`cidpipe models` lists them)"
-            )
+        if section is not None:
+            check_arch(section.model.arch, f"{role}.model.arch")
     checks: list[tuple[str, str, list[Any], Callable[[], list[str]]]] = [
         ("dataset", "data.name", [recipe.data.name], dataset_names),
         ("distillation method", "distill.method", [recipe.distill.method], method_names),
@@ -73,6 +69,26 @@ def check_names(recipe: Any) -> None:
         for value in values:
             if value not in known:
                 raise ConfigError(_unknown(kind, key, value, known))
+
+
+def check_arch(arch: str, key: str) -> None:
+    """A registry name, or ``timm:``/``torchvision:`` (checked against the library, imported only for such a
+    name) or ``python:<module>:<function>`` (syntax only: its module is imported when the model is built)."""
+    if ":" in arch:
+        from cidpipe.models.sources import check_arch_name
+
+        try:
+            check_arch_name(arch)
+        except ModelError as err:
+            raise ModelError(f"{key}: {err}") from None
+        return
+    archs = model_names()
+    if arch not in archs:
+        raise ModelError(_unknown("model", key, arch, archs) + " (`cidpipe models` lists them)")
+
+
+# The published schema accepts the prefixed forms as patterns; their names live in the libraries.
+ARCH_PATTERNS = (r"^(timm|torchvision):[A-Za-z0-9_.\-]+$", r"^python:[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 def schema_enums() -> dict[tuple[str, ...], list[str]]:
@@ -94,5 +110,8 @@ def add_enums_to_schema(schema: dict[str, Any]) -> dict[str, Any]:
             continue
         if rest:
             node = node.setdefault("items", {})
+        if (definition, prop) == ("ModelConfig", "arch"):
+            node["anyOf"] = [{"enum": list(values)}, *({"pattern": p} for p in ARCH_PATTERNS)]
+            continue
         node["enum"] = list(values)
     return schema

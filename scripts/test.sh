@@ -21,4 +21,6 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q -e '.[dev]'
 .venv/bin/ruff check cidpipe export tests benchmarks
-.venv/bin/python -m pytest -q "$@"
+# Two workers: the tests pin torch/ONNX Runtime to one thread each, so two processes use two cores without
+# oversubscribing them (the suite takes about half the time). Pass -n 0 to run in one process.
+.venv/bin/python -m pytest -q -n 2 "$@"

@@ -68,3 +68,15 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+def json_reply(proc: subprocess.CompletedProcess, *, ok: bool = True) -> object:
+    """The ``result`` of a verb's ``--json`` reply, after checking it is the one object of the contract."""
+    import json
+
+    reply = json.loads(proc.stdout)
+    assert set(reply) == {"schema", "verb", "ok", "result", "error"}, reply
+    assert reply["schema"] == 1 and reply["ok"] is ok, reply
+    if not ok:
+        assert reply["error"]["exit_code"] == proc.returncode and reply["error"]["message"], reply
+    return reply["result"]

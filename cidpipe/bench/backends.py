@@ -12,21 +12,11 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
-from cidpipe_runtime import errors as runtime_errors
 from cidpipe_runtime.memory import peak_rss_bytes
 from cidpipe_runtime.ort_backend import OrtBackend
 from torch import nn
 
-from cidpipe.errors import CidpipeError, DeviceError, MissingDependency, ModelError
-
-
-def to_cidpipe_error(err: runtime_errors.RuntimeFailure) -> CidpipeError:
-    """Map a runtime error onto cidpipe's exit-code classes, keeping the one-line message."""
-    if isinstance(err, runtime_errors.BackendUnavailable):
-        return MissingDependency(str(err))
-    if isinstance(err, (runtime_errors.ProviderMismatch, runtime_errors.EngineMismatch)):
-        return DeviceError(str(err))
-    return ModelError(str(err))
+from cidpipe.errors import DeviceError
 
 
 @contextlib.contextmanager

@@ -18,6 +18,11 @@ class BenchConfig(Section):
         None, description="devices.yaml; default ./devices.yaml or ~/.config/cidpipe"
     )
     backends: list[str] = Field(["torch", "onnxruntime"], description="torch, onnxruntime, tensorrt")
+    teacher: bool = Field(
+        True,
+        description="with a student, measure the teacher too (torch, and its ONNX when exported): the "
+        "student-vs-teacher speed, size and accuracy",
+    )
     batch_sizes: list[int] = Field([1], min_length=1)
     warmup_runs: int = Field(10, ge=0)
     warmup_seconds: float = Field(0.2, ge=0)

@@ -12,7 +12,9 @@ from typing import Any
 import numpy as np
 from cidpipe_runtime.accuracy import evaluate, tile_to_batch
 from cidpipe_runtime.errors import RuntimeFailure
-from cidpipe_runtime.latency import measure_latency
+from cidpipe_runtime.host import host_facts
+from cidpipe_runtime.latency import is_noisy, measure_latency
+from cidpipe_runtime.memory import PeakMemory
 
 from cidpipe.bench.backends import TorchBackend, open_ort, open_tensorrt, torch_threads
 from cidpipe.bench.config import BenchConfig
@@ -23,6 +25,11 @@ from cidpipe.errors import CidpipeError, ModelError
 def _one_line(err: BaseException) -> str:
     text = " ".join(str(err).split()) or type(err).__name__
     return text if isinstance(err, (CidpipeError, RuntimeFailure)) else f"{type(err).__name__}: {text}"
+
+
+def class_breakdown(accuracy: dict[str, Any]) -> dict[str, Any]:
+    """Per-class top-1 and the confusion matrix of an accuracy pass, when it measured them."""
+    return {key: accuracy[key] for key in ("per_class_top1", "confusion") if accuracy.get(key) is not None}
 
 
 def _size_bytes(spec: ArtifactSpec) -> int | None:
@@ -48,6 +55,14 @@ def _open(spec: ArtifactSpec, backend: str, cfg: BenchConfig, device: str, compi
     raise ModelError(f"unknown backend {backend!r} for {spec.name}; expected torch, onnxruntime or tensorrt")
 
 
+def _host(backend: Any) -> dict[str, Any]:
+    if backend.name == "torch":
+        import torch
+
+        return host_facts(torch=torch.__version__)
+    return host_facts(**{backend.name: getattr(getattr(backend, "inner", None), "library_version", None)})
+
+
 def _bench_one(
     spec: ArtifactSpec,
     eval_x: np.ndarray,
@@ -59,8 +74,10 @@ def _bench_one(
 ) -> list[BenchResult]:
     backend_name = spec.backend or backend_for_format(spec.format)
     fmt = f"{spec.format}+compile" if compile else spec.format
-    base = {"artifact": spec.name, "format": fmt, "backend": backend_name, "device": "local"}
+    base = {"artifact": spec.name, "format": fmt, "backend": backend_name, "device": "local",
+            "role": spec.role}
     size = _size_bytes(spec)
+    memory = PeakMemory().start()  # from before the artifact is loaded: its session/weights count too
     try:
         backend = _open(spec, backend_name, cfg, device, compile)
     except Exception as err:  # any load failure is this artifact's row, never the whole bench
@@ -76,7 +93,8 @@ def _bench_one(
             )
             for bs in cfg.batch_sizes
         ]
-    common = {**base, "provider": backend.provider, "size_bytes": size, "threads": backend.threads}
+    common = {**base, "provider": backend.provider, "size_bytes": size, "threads": backend.threads,
+              "host": _host(backend)}
     status, error, accuracy = "pass", None, {}
     try:
         accuracy = evaluate(backend, eval_x, eval_y, cfg.batch_sizes[0], ref_pred)
@@ -104,7 +122,7 @@ def _bench_one(
             top1=accuracy.get("top1"),
             top5=accuracy.get("top5"),
             agreement=accuracy.get("agreement"),
-            extra={"eval_samples": accuracy.get("n")},
+            extra={"eval_samples": accuracy.get("n"), **class_breakdown(accuracy)},
         )
         try:
             stats = measure_latency(
@@ -120,10 +138,18 @@ def _bench_one(
         else:
             row.latency = stats
             row.throughput_ips = batch_size * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0 else None
-        # process-wide on CPU (ru_maxrss only grows), per-device allocator peak on CUDA
-        row.peak_mem_bytes = backend.peak_memory_bytes()
+            row.noisy = is_noisy(stats, cfg.cov_warning)
+        row.peak_mem_bytes, row.extra["peak_mem"] = _peak_memory(backend, memory)
         results.append(row)
     return results
+
+
+def _peak_memory(backend: Any, memory: PeakMemory) -> tuple[int, dict[str, Any]]:
+    """(peak bytes, what they cover): the CUDA allocator's peak on a GPU, else this process's RSS peak
+    since the artifact was opened (scope ``artifact``; ``process`` where the OS cannot reset the peak)."""
+    if getattr(backend, "device", None) is not None and backend.device.type == "cuda":
+        return backend.peak_memory_bytes(), {"scope": "artifact", "kind": "cuda-allocator"}
+    return memory.peak_bytes(), {**memory.describe(), "kind": "rss"}
 
 
 def bench_local(

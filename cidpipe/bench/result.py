@@ -9,6 +9,12 @@ Status, in the spirit of ultralytics' benchmark table:
   unavailable execution provider); nothing was measured. ``failure`` says ``"device"`` when the reason
   was the device (unreachable, host key, missing remote python/onnxruntime, a runtime that answered
   garbage): such rows make ``cidpipe bench`` exit 8 unless ``bench.tolerate_device_failures`` is set.
+
+Measurement fields: ``latency`` holds the protocol's stats (cidpipe_runtime.latency.STAT_KEYS: p50 with
+its 95 % bootstrap interval ``p50_ci_low_ms``/``p50_ci_high_ms``, ``cov``, ...); ``noisy`` is True when
+``cov`` exceeded bench.cov_warning; ``host`` is the machine that measured (cidpipe_runtime.host); the
+peak memory is that of the process while this artifact ran (``extra["peak_mem"]`` says the scope);
+``energy_per_image_mj`` is board energy per image (per query / batch size), Jetson only.
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ class ArtifactSpec:
     path: Path | None = None
     module: nn.Module | None = None
     backend: str | None = None  # default: derived from format (see backend_for_format)
+    role: str = "student"  # "teacher" | "student": which model of the run the artifact is
+    role: str = "student"  # whose model: the deployed one ("student", or "teacher" alone) or "teacher"
 
 
 def backend_for_format(fmt: str) -> str:
@@ -65,9 +73,13 @@ class BenchResult:
     peak_mem_bytes: int | None = None
     threads: int | None = None
     power_w: float | None = None
-    energy_mj_per_inference: float | None = None
+    energy_per_image_mj: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None  # "device" when the device, not the artifact, made this row fail
+    role: str = "student"  # "teacher" | "student", filled from ArtifactSpec.role
+    noisy: bool = False  # latency CoV above bench.cov_warning: the numbers are less trustworthy
+    host: dict[str, Any] | None = None  # cidpipe_runtime.host.host_facts of the measuring machine
+    role: str = "student"  # whose artifact the row measured (see ArtifactSpec.role)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
@@ -78,6 +90,11 @@ class BenchResult:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchResult:
+        data = dict(data)
+        if "energy_mj_per_inference" in data:  # rows written before it was per image: it was per batch
+            legacy = data.pop("energy_mj_per_inference")
+            if legacy is not None and data.get("energy_per_image_mj") is None:
+                data["energy_per_image_mj"] = legacy / max(1, int(data.get("batch_size") or 1))
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

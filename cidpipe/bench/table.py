@@ -25,6 +25,16 @@ def _size(size_bytes: int | None) -> str:
     return f"{size_bytes / 1024:.1f} KiB"
 
 
+def _ci(latency: dict[str, float]) -> str:
+    low, high = latency.get("p50_ci_low_ms"), latency.get("p50_ci_high_ms")
+    return "-" if low is None or high is None else f"{low:.3f}-{high:.3f}"
+
+
+def _cov(row: BenchResult) -> str:
+    cov = _num((row.latency or {}).get("cov"), ".2f")
+    return f"[yellow]{cov} noisy[/yellow]" if row.noisy else cov
+
+
 def results_table(results: list[BenchResult], title: str = "cidpipe bench") -> Table:
     table = Table(title=title)
     for column, justify in [
@@ -37,7 +47,9 @@ def results_table(results: list[BenchResult], title: str = "cidpipe bench") -> T
         ("top-1 %", "right"),
         ("agree %", "right"),
         ("p50 ms", "right"),
+        ("p50 95% CI", "right"),
         ("p99 ms", "right"),
+        ("CoV", "right"),
         ("img/s", "right"),
         ("size", "right"),
     ]:
@@ -55,7 +67,9 @@ def results_table(results: list[BenchResult], title: str = "cidpipe bench") -> T
             _num(row.top1, ".2f"),
             _num(row.agreement, ".2f"),
             _num(latency.get("p50_ms"), ".3f"),
+            _ci(latency),
             _num(latency.get("p99_ms"), ".3f"),
+            _cov(row),
             _num(row.throughput_ips, ".1f"),
             _size(row.size_bytes),
         )
@@ -69,10 +83,9 @@ def result_notes(results: list[BenchResult], cov_threshold: float) -> list[str]:
         where = f"{row.artifact} [{row.backend}, {row.device}, batch {row.batch_size}]"
         if row.error:
             notes.append(f"{where} {row.status}: {row.error}")
-        if row.latency:
-            warning = high_cov_warning(row.latency, cov_threshold)
-            if warning:
-                notes.append(f"{where}: {warning}")
+        warning = high_cov_warning(row.latency, cov_threshold) if row.latency else None
+        if warning or row.noisy:
+            notes.append(f"{where}: {warning or 'marked noisy (latency varied too much to trust)'}")
     return notes
 
 

@@ -2,23 +2,19 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe, load_recipe
-from cidpipe.stages.common import StageOptions, resolve_device
+from cidpipe.console import make_console
+from cidpipe.stages.contract import StageOptions, resolve_device
 
-console = Console(stderr=True)
-stdout = Console()
-for _con in (console, stdout):
-    if not _con.is_terminal:  # logs and CI: wide enough that result tables are not squeezed to 80 columns
-        _con.width = 140
+console = make_console(stderr=True)
+stdout = make_console(stderr=False)
 
 RecipeArg = Annotated[
     str, typer.Argument(help="recipe YAML file or bundled recipe name (see `cidpipe recipes list`)")
@@ -30,7 +26,10 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="print machine-readable JS
 OutOpt = Annotated[
     Path | None, typer.Option("--out", help="parent directory of the run (default: recipe out_dir)")
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="cpu | cuda | cuda:N | auto")]
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="cpu | cuda | cuda:N | auto (auto: the recipe's device, else CUDA if any)"),
+]
 SeedOpt = Annotated[
     int | None, typer.Option("--seed", help="train with this single seed (overrides *.train.seeds)")
 ]
@@ -97,6 +96,11 @@ def check_device_option(device: str, option: str = "--device") -> str:
     return device.strip()
 
 
+def recipe_device(option: str, recipe: Recipe) -> str:
+    """``--device`` when given, else the recipe's ``device`` (both default to auto: CUDA when present)."""
+    return option if option != "auto" else recipe.device
+
+
 def stage_options(
     device: str, force: bool = False, resume: bool = True, *, option: str = "--device"
 ) -> StageOptions:
@@ -105,7 +109,10 @@ def stage_options(
 
 
 def emit_json(data: Any) -> None:
-    stdout.out(json.dumps(data, indent=2, default=str), highlight=False)
+    """Print the verb's ``--json`` reply: ``data`` as the ``result`` of the one JSON contract."""
+    from cidpipe.cli.json_contract import current_verb, dumps, envelope
+
+    stdout.out(dumps(envelope(current_verb(), data)), highlight=False)
 
 
 def resolve_target(

@@ -33,7 +33,7 @@ app = typer.Typer(
 # (--out, --junit, ...) or its permissions, so they are usage errors (exit 2), not surprises (exit 1).
 _PERMISSION_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
 _PATH_ERRNOS = {errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENAMETOOLONG, errno.ENOENT, errno.ELOOP}
-# Out of room: not the user's command line, but they still need to know where it happened.
+# Out of room: the user fixes it like a bad path (free space, or --out elsewhere), so exit 2 too.
 _SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 
 _registered = False
@@ -56,20 +56,35 @@ def _say(line: str) -> None:
     typer.echo(line, err=True)
 
 
-def _fail(code: int, message: str) -> int:
+def _fail(code: int, message: str, argv: list[str] | None = None, result: object = None) -> int:
     from cidpipe.cli.relaunch import report_rank_failure
 
     line = " ".join(str(message).split()) or "failed"  # one line, whatever the message held
     _say(f"error: {line}")
     report_rank_failure(code, line)  # under --nproc: tells the launching process why this rank stopped
+    _json_error(argv, code, line, result)
     return code
 
 
-def _interrupted() -> int:
+def _json_error(argv: list[str] | None, code: int, line: str, result: object = None) -> None:
+    """With --json the failure is also the one JSON object on stdout (docs/json.md)."""
+    args = sys.argv[1:] if argv is None else argv
+    if "--json" not in args:
+        return
+    try:
+        from cidpipe.cli.json_contract import print_error
+
+        print_error(args, code, line, result)
+    except Exception:  # noqa: BLE001 - reporting an error must not raise another one
+        pass
+
+
+def _interrupted(argv: list[str] | None = None) -> int:
     from cidpipe.cli.relaunch import report_rank_failure
 
     _say(INTERRUPTED_MESSAGE)
     report_rank_failure(INTERRUPTED_EXIT, INTERRUPTED_MESSAGE)
+    _json_error(argv, INTERRUPTED_EXIT, INTERRUPTED_MESSAGE)
     return INTERRUPTED_EXIT
 
 
@@ -91,8 +106,8 @@ def describe_os_error(exc: OSError) -> tuple[int, str]:
     reason = exc.strerror or str(exc) or type(exc).__name__
     name = errno.errorcode.get(exc.errno or 0, "")
     reason = f"{reason} ({name})" if name else reason
-    if exc.errno in _SPACE_ERRNOS:
-        return 1, f"cannot write {where}: {reason}; free space there or pass --out on a disk with room"
+    if exc.errno in _SPACE_ERRNOS:  # 2, as for a checkpoint write (cidpipe/training/checkpoint.py)
+        return 2, f"cannot write {where}: {reason}; free space there or pass --out on a disk with room"
     if exc.errno in _PERMISSION_ERRNOS:
         return 2, f"cannot use {where}: {reason}; choose a writable path (e.g. another --out directory)"
     if exc.errno in _PATH_ERRNOS:
@@ -112,38 +127,43 @@ def _last_run_dir():
 def exit_status(argv: list[str] | None = None) -> int:
     """Run the command line ``argv``; return its exit status after printing at most one error line."""
     debug = os.environ.get("CIDPIPE_DEBUG") == "1"
+    from cidpipe.cli.json_contract import set_argv
+
+    set_argv(sys.argv[1:] if argv is None else argv)
     try:
         _register_verbs()
         returned = app(args=argv, standalone_mode=False, prog_name="cidpipe")
     except CidpipeError as err:
         if debug:
             raise
-        return _fail(err.exit_code, str(err))
+        return _fail(err.exit_code, str(err), argv, getattr(err, "result", None))
     except typer.Exit as done:  # Typer versions that re-raise instead of returning the code
         returned = done.exit_code
     except typer.TyperException as err:  # bad command line (unknown option, missing argument, ...)
         if debug:
             raise
         # An empty message is no_args_is_help: the help (the list of commands) has just been printed.
-        return _fail(2, err.format_message() or "no command given; pick one of the commands listed above")
+        return _fail(
+            2, err.format_message() or "no command given; pick one of the commands listed above", argv
+        )
     except (KeyboardInterrupt, typer.Abort):
-        return _interrupted()
+        return _interrupted(argv)
     except OSError as exc:
         if debug:
             raise
         code, message = describe_os_error(exc)
-        return _fail(code, message)
+        return _fail(code, message, argv)
     except Exception as exc:  # noqa: BLE001 - the single place that turns surprises into one line
         if debug:
             raise
         return _fail(
-            1, f"unexpected {type(exc).__name__}: {exc} (rerun with CIDPIPE_DEBUG=1 for a traceback)"
+            1, f"unexpected {type(exc).__name__}: {exc} (rerun with CIDPIPE_DEBUG=1 for a traceback)", argv
         )
     status = _returned_status(returned)
     if status == INTERRUPTED_EXIT:  # Typer's own translation of Ctrl-C: it printed nothing
-        return _interrupted()
+        return _interrupted(argv)
     if status != 0:
-        return _fail(status, f"stopped with exit status {status}")
+        return _fail(status, f"stopped with exit status {status}", argv)
     return 0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from cidpipe.stages.common import StageResult
+from cidpipe.stages.contract import StageResult
 
 
 def stage_table(results: list[StageResult]) -> Table:

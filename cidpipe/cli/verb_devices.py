@@ -47,17 +47,25 @@ def check(
     from cidpipe.errors import DeviceError
 
     report = check_device(load_inventory(inventory).get_device(name))
+    if report.get("problems"):
+        failed = DeviceError(f"{name}: {'; '.join(report['problems'])}")
+        failed.result = report  # --json: what the probe found rides on the error reply
+        if not json_:
+            _print_report(name, report)
+        raise failed
     if json_:
         emit_json(report)
     else:
-        table = Table(title=f"device {name}", show_header=False)
-        table.add_column("what")
-        table.add_column("value")
-        for key, value in report.items():
-            table.add_row(key, escape(str(value)))
-        stdout.print(table)
-    if report.get("problems"):
-        raise DeviceError(f"{name}: {'; '.join(report['problems'])}")
+        _print_report(name, report)
+
+
+def _print_report(name: str, report: dict) -> None:
+    table = Table(title=f"device {name}", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for key, value in report.items():
+        table.add_row(key, escape(str(value)))
+    stdout.print(table)
 
 
 def register(app: typer.Typer) -> None:

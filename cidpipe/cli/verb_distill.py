@@ -22,6 +22,9 @@ from cidpipe.cli.common import (
     stage_options,
     stdout,
 )
+from cidpipe.cli.common import (
+    recipe_device as _device,
+)
 from cidpipe.cli.relaunch import relaunch_if_requested
 from cidpipe.cli.tables import result_json, stage_table
 
@@ -41,7 +44,10 @@ def distill(
     seeds: Annotated[
         str | None, typer.Option("--seeds", help="several seeds, e.g. 1,2,3: mean ± std")
     ] = None,
-    method: Annotated[str | None, typer.Option("--method", help="ce, kd, fitnet, dkd or cid")] = None,
+    method: Annotated[
+        str | None,
+        typer.Option("--method", help="a registered method, e.g. cid (`cidpipe recipes schema` lists all)"),
+    ] = None,
     teacher: Annotated[
         Path | None, typer.Option("--teacher", help="teacher stage dir (default: the run's)")
     ] = None,
@@ -57,7 +63,7 @@ def distill(
     overrides = list(set_ or []) + ([f"distill.method={method}"] if method else [])
     parsed = recipe_from_cli(recipe, overrides, out=out, seed=seed, seeds=seeds)
     relaunch_if_requested(ctx, nproc)
-    options = stage_options(device, force, resume)
+    options = stage_options(_device(device, parsed), force, resume)
     options.device = distributed.init_from_env(options.device)  # cuda -> cuda:LOCAL_RANK under torchrun
     result = run_distill(parsed, options, teacher_dir=teacher)
     if distributed.rank_and_world()[0] == 0:  # one recipe copy and one result table, not one per rank

@@ -37,9 +37,9 @@ def eval_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Evaluate a model or artifact.  Example: cidpipe eval runs/quickstart/student --linear-probe mnist"""
+    from cidpipe.evaluation import evaluate
     from cidpipe.export.ort_run import check_onnx_io
-    from cidpipe.stages.common import resolve_device
-    from cidpipe.stages.evaluate import evaluate
+    from cidpipe.stages.contract import resolve_device
 
     probes = [name.strip() for text in linear_probe or [] for name in text.split(",") if name.strip()]
     device = check_device_option(device)
@@ -83,10 +83,9 @@ def _run_dir_of(onnx_file: Path) -> Path:
 def _expected_io(recipe, stage: Path | None) -> tuple[list[int] | None, int | None]:
     """Image shape and class count the run's model was built for (its manifest), else the dataset's."""
     from cidpipe.manifest import MANIFEST_NAME, read_manifest
-    from cidpipe.stages.common import stage_dir
     from cidpipe.stages.export import model_stage
 
-    model_dir = stage if stage is not None else stage_dir(recipe, model_stage(recipe))
+    model_dir = stage if stage is not None else recipe.run_dir() / model_stage(recipe)
     if (model_dir / MANIFEST_NAME).is_file():
         spec = read_manifest(model_dir).model or {}
         if spec.get("input_shape") and spec.get("num_classes"):

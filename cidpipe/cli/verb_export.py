@@ -12,7 +12,7 @@ import typer
 
 from cidpipe.cli.common import ForceOpt, JsonOpt, SetOpt, resolve_target, stage_options, stdout
 from cidpipe.cli.tables import result_json
-from cidpipe.export.formats import FORMATS, formats_help, get_format, validate_flags
+from cidpipe.export.formats import export_targets, formats_help, target_formats, validate_flags
 
 TargetArg = Annotated[
     str, typer.Argument(help="recipe, run directory or stage directory (runs/<name>/student)")
@@ -42,7 +42,7 @@ def export(
     if list_formats or not target:
         stdout.out(formats_help(), highlight=False)
         return
-    fmt = get_format(to)
+    fmt = target_formats(to)[0]  # the rows of one target share its flags
     flags = validate_flags(
         fmt, {"opset": opset, "precision": precision, "workspace_mb": workspace_mb, "max_batch": max_batch}
     )
@@ -53,23 +53,23 @@ def export(
     ]
     recipe, stage = resolve_target(target, overrides)
     options = stage_options("cpu", force)
-    if fmt.name == "onnx":
-        from cidpipe.stages.export import run_export
+    from cidpipe.stages.trt import TARGET as TRT_TARGET
 
-        result = run_export(recipe, options, source_dir=stage)
-    elif fmt.name == "trt" and on:
-        from cidpipe.stages.trt_device import build_on_device
+    if fmt.family == TRT_TARGET and on:
+        from cidpipe.stages.trt import build_on_device
 
         stdout.print(build_on_device(recipe, on))
         return
-    elif fmt.name == "trt":
+    if fmt.family == TRT_TARGET:
         from cidpipe.stages.trt import run_trt
 
-        result = run_trt(recipe, options)
+        result = run_trt(
+            recipe.model_copy(update={"export": _with_target(recipe.export, TRT_TARGET)}), options
+        )
     else:
-        from cidpipe.errors import UsageError
+        from cidpipe.stages.export import run_export
 
-        raise UsageError(f"{fmt.name} is made by `cidpipe {fmt.produced_by}`, not by export")
+        result = run_export(recipe, options, source_dir=stage)
     if json_:
         from cidpipe.cli.common import emit_json
 
@@ -78,8 +78,14 @@ def export(
         stdout.print(f"{result.stage}: {'cached' if result.cached else 'written'} in {result.stage_dir}")
 
 
+def _with_target(export, target: str):
+    """The export section with ``target`` among its targets (``--target trt`` on a recipe without it)."""
+    targets = list(dict.fromkeys([*export.targets, target]))
+    return export.model_copy(update={"targets": targets})
+
+
 def register(app: typer.Typer) -> None:
-    exportable = ", ".join(f.name for f in FORMATS if f.cli_exportable)
+    exportable = ", ".join(export_targets())
     app.command(
         "export",
         help=f"Export the run's model ({exportable}; `--list` shows every format and its options).  "

@@ -38,12 +38,18 @@ def gate(
     outputs = run_gate(
         run_dir, config, baseline=baseline, save_baseline_to=save_baseline, junit=junit, summary=summary
     )
-    print_gate(outputs.report, json_)
-    if outputs.baseline_saved:
-        stdout.print(f"baseline saved to {outputs.baseline_saved}")
     if not outputs.report.passed:
+        if not json_:
+            print_gate(outputs.report, False)
         names = ", ".join(check.name for check in outputs.report.failed)
-        raise GateFailed(f"gate failed: {len(outputs.report.failed)} check(s): {names} (see {outputs.junit})")
+        failed = GateFailed(
+            f"gate failed: {len(outputs.report.failed)} check(s): {names} (see {outputs.junit})"
+        )
+        failed.result = outputs.report.to_dict()  # --json: the verdict rides on the error reply
+        raise failed
+    print_gate(outputs.report, json_)
+    if outputs.baseline_saved and not json_:
+        stdout.print(f"baseline saved to {outputs.baseline_saved}")
 
 
 def _recipe_gate(run_dir: Path):
@@ -70,10 +76,10 @@ def print_gate(report, as_json: bool) -> None:
     table = Table(title=f"gate: {'PASS' if report.passed else 'FAIL'}")
     for column in ("check", "result", "details"):
         table.add_column(column)
+    shown = {"pass": "[green]pass[/]", "fail": "[red]FAIL[/]", "not_comparable": "[yellow]not comparable[/]"}
     for check in report.checks:
-        table.add_row(
-            escape(check.name), "[green]pass[/]" if check.passed else "[red]FAIL[/]", escape(check.message)
-        )
+        result = shown.get(check.outcome, check.outcome) + (" [yellow](noisy)[/]" if check.noisy else "")
+        table.add_row(escape(check.name), result, escape(check.message))
     stdout.print(table)
 
 

@@ -25,11 +25,19 @@ def quantize(
     quant_target: Annotated[
         str | None, typer.Option("--for", help="cpu (U8/S8) | trt (S8/S8 symmetric)")
     ] = None,
+    qat: Annotated[
+        bool | None,
+        typer.Option(
+            "--qat/--no-qat",
+            help="fine-tune with fake quantization and the run's distillation loss (needs the student and "
+            "teacher stages); default: quantize.qat.enabled (auto = only when PTQ misses --max-drop)",
+        ),
+    ] = None,
     set_: SetOpt = None,
     force: ForceOpt = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Quantize the exported model.  Example: cidpipe quantize runs/quickstart --max-drop 0.5"""
+    """Quantize the exported model.  Example: cidpipe quantize runs/quickstart --max-drop 0.5 --qat"""
     from cidpipe.stages.quantize import run_quantize
 
     overrides = list(set_ or [])
@@ -39,6 +47,7 @@ def quantize(
         ("calibration.samples", samples),
         ("max_drop", max_drop),
         ("target", quant_target),
+        ("qat.enabled", None if qat is None else str(qat).lower()),
     ):
         if value is not None:
             overrides.append(f"quantize.{key}={value}")
@@ -48,7 +57,8 @@ def quantize(
         emit_json(result_json(result))
     else:
         m = result.manifest.metrics
-        drop = f", validation top-1 drop {m['drop']:.2f} points" if "drop" in m else ""
+        drop = f", validation top-1 drop {m['drop']:.2f} points" if m.get("drop") is not None else ""
+        drop += f" ({m['path'].upper()})" if m.get("path") else ""
         stdout.print(
             f"{m.get('format')}: {'cached' if result.cached else 'written'} in {result.stage_dir}{drop}"
         )

@@ -47,9 +47,14 @@ def show(
 
 
 @recipes_app.command("schema")
-def schema() -> None:
+def schema(json_: JsonOpt = False) -> None:
     """Print the recipe's JSON schema.  Example: cidpipe recipes schema > recipe.schema.json"""
-    emit_json(recipe_json_schema())
+    if json_:  # the schema as the result of the JSON contract
+        emit_json(recipe_json_schema())
+        return
+    from cidpipe.cli.json_contract import dumps
+
+    stdout.out(dumps(recipe_json_schema()), highlight=False)  # the plain document, for > recipe.schema.json
 
 
 def register(app: typer.Typer) -> None:

@@ -21,6 +21,9 @@ from cidpipe.cli.common import (
     stage_options,
     stdout,
 )
+from cidpipe.cli.common import (
+    recipe_device as _device,
+)
 from cidpipe.errors import GateFailed
 
 
@@ -31,9 +34,13 @@ def run(
     device: DeviceOpt = "auto",
     seed: SeedOpt = None,
     start: Annotated[
-        str | None, typer.Option("--from", help="start at this stage (earlier ones must exist)")
+        str | None,
+        typer.Option("--from", help="start at this stage, by name or verb (earlier ones must exist)"),
     ] = None,
-    only: Annotated[str | None, typer.Option("--only", help="run just this stage")] = None,
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="run just this stage (teacher|student|export|...; or train, distill)"),
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="print the plan (run / cached / skip, and why)")
     ] = False,
@@ -46,20 +53,45 @@ def run(
     from cidpipe.stages.gate import GateOutputs
 
     parsed = recipe_from_cli(recipe, set_, out=out, seed=seed)
-    options = stage_options(device, force, resume)
+    options = stage_options(_device(device, parsed), force, resume)
     result = run_pipeline(parsed, options, start=start, only=only, dry_run=dry_run)
-    if json_:
-        emit_json({"plan": [vars(p) for p in result.plan], "run_dir": str(parsed.run_dir())})
-    else:
-        stdout.print(plan_table(result.plan, dry_run))
     gate = result.results.get("gate")
-    if isinstance(gate, GateOutputs) and not json_:
-        from cidpipe.cli.verb_gate import print_gate
+    gate = gate if isinstance(gate, GateOutputs) else None
+    rows = [] if dry_run else _headline_rows(parsed.run_dir())
+    payload = {
+        "plan": [vars(p) for p in result.plan],
+        "run_dir": str(parsed.run_dir()),
+        "gate": None if gate is None else gate.report.to_dict(),
+        "headline": [row.to_dict() for row in rows],
+    }
+    if not json_:
+        from cidpipe.report.headline import headline_sentence
 
-        print_gate(gate.report, False)
-    if isinstance(gate, GateOutputs) and not gate.report.passed:
+        stdout.print(plan_table(result.plan, dry_run))
+        sentence = headline_sentence(rows)
+        if sentence:
+            stdout.print(f"[bold]{sentence}[/]")
+        if gate is not None:
+            from cidpipe.cli.verb_gate import print_gate
+
+            print_gate(gate.report, False)
+    if gate is not None and not gate.report.passed:
         names = ", ".join(check.name for check in gate.report.failed)
-        raise GateFailed(f"gate failed: {names} (details in {gate.junit})")
+        failed = GateFailed(f"gate failed: {names} (details in {gate.junit})")
+        failed.result = payload  # --json: the plan, the verdict and the headline ride on the error reply
+        raise failed
+    if json_:
+        emit_json(payload)
+
+
+def _headline_rows(run_dir):
+    """Student-vs-teacher rows of a run that benched both (empty otherwise)."""
+    from cidpipe.gate.rundir import load_run
+    from cidpipe.report.headline import headline
+
+    if not (run_dir / "bench" / "manifest.json").is_file():
+        return []
+    return headline(load_run(run_dir))
 
 
 def plan_table(plan, dry_run: bool) -> Table:

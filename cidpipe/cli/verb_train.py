@@ -21,6 +21,9 @@ from cidpipe.cli.common import (
     stage_options,
     stdout,
 )
+from cidpipe.cli.common import (
+    recipe_device as _device,
+)
 from cidpipe.cli.relaunch import relaunch_if_requested
 from cidpipe.cli.tables import result_json, stage_table
 
@@ -51,7 +54,7 @@ def train(
     if parsed.teacher.model.checkpoint is not None and (nproc > 1 or distributed.launched_world_size() > 1):
         raise UsageError("importing teacher.model.checkpoint trains nothing; run it without --nproc/torchrun")
     relaunch_if_requested(ctx, nproc)
-    options = stage_options(device, force, resume)
+    options = stage_options(_device(device, parsed), force, resume)
     options.device = distributed.init_from_env(options.device)  # cuda -> cuda:LOCAL_RANK under torchrun
     result = run_train(parsed, options)
     if distributed.rank_and_world()[0] == 0:  # one recipe copy and one result table, not one per rank

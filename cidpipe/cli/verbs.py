@@ -16,6 +16,7 @@ VERB_MODULES = [
     "gate",
     "report",
     "eval",
+    "predict",
     "compare",
     "recipes",
     "models",

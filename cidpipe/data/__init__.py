@@ -15,6 +15,7 @@ _EXPORTS = {
     "TensorSplit": "cidpipe.data.base",
     "BiasConfig": "cidpipe.data.config",
     "DataConfig": "cidpipe.data.config",
+    "TransformsConfig": "cidpipe.data.transform_config",
     "check_data_available": "cidpipe.data.registry",
     "list_datasets": "cidpipe.data.registry",
     "load_dataset": "cidpipe.data.registry",

@@ -60,10 +60,11 @@ def normalise(images: Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -
     return images.float().div_(255.0).sub_(mean_t).div_(std_t)
 
 
-def resize_uint8(images: Tensor, size: int) -> Tensor:
-    """Bilinear (antialiased when shrinking) resize of uint8 NCHW images to size x size, rounded back."""
-    if images.shape[-2:] == (size, size):
+def resize_uint8(images: Tensor, size: int | tuple[int, int]) -> Tensor:
+    """Bilinear (antialiased when shrinking) resize of uint8 NCHW images to size x size or (h, w), rounded."""
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(images.shape[-2:]) == hw:
         return images
-    out = F.interpolate(images.float(), size=(size, size), mode="bilinear", align_corners=False,
+    out = F.interpolate(images.float(), size=hw, mode="bilinear", align_corners=False,
                         antialias=True)
     return out.round_().clamp_(0, 255).to(torch.uint8)

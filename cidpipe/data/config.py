@@ -3,11 +3,41 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import (
+    Discriminator,
+    Field,
+    SerializerFunctionWrapHandler,
+    Tag,
+    model_serializer,
+    model_validator,
+)
 
+from cidpipe.data.transform_config import TransformsConfig
 from cidpipe.sections import Section
+
+# Bounded so a typo fails as a recipe error (exit 2) instead of deep inside a model or the allocator:
+# below 8 px the CIFAR-style models (three stride-2 stages) have less than one feature pixel left;
+# above 4096 px one RGB image is 50 MB as uint8 (a batch of 64 over 3 GB), beyond any classifier here.
+ImageSide = Annotated[int, Field(ge=8, le=4096)]
+
+
+def _by_python_type(scalar_tag: str, list_tag: str):
+    # Validate against one member of a union only, chosen by the input's type: an error then names what
+    # is wrong with that member instead of the first member of the union it was never meant for.
+    return Discriminator(lambda value: list_tag if isinstance(value, list | tuple) else scalar_tag)
+
+
+InputSize = Annotated[Annotated[ImageSide, Tag("side")] | Annotated[tuple[ImageSide, ImageSide], Tag("hw")],
+                      _by_python_type("side", "hw")]
+Mean = Annotated[Annotated[Literal["auto"], Tag("auto")] | Annotated[list[float], Tag("values")],
+                 _by_python_type("auto", "values")]
+Std = Annotated[Annotated[Literal["auto"], Tag("auto")]
+                | Annotated[list[Annotated[float, Field(gt=0)]], Tag("values")],
+                _by_python_type("auto", "values")]
+# Keys added after runs were published: left out of the dumps (and so of stage ids) at these defaults.
+_OMIT_AT_DEFAULT = {"mean": None, "std": None, "transforms": None}
 
 
 class BiasConfig(Section):
@@ -34,11 +64,20 @@ class DataConfig(Section):
         "on all of it (the paper protocol, needs train.select: last)"
     )
     split_seed: int = Field(0, description="seed of the train/validation split")
-    # Bounded so a typo fails as a recipe error (exit 2) instead of deep inside a model or the allocator:
-    # below 8 px the CIFAR-style models (three stride-2 stages) have less than one feature pixel left;
-    # above 4096 px one RGB image is 50 MB as uint8 (a batch of 64 over 3 GB), beyond any classifier here.
-    input_size: int | None = Field(
-        None, ge=8, le=4096, description="side of the square input, 8..4096; default per dataset (32)"
+    input_size: InputSize | None = Field(
+        None, description="side of the square input, or [height, width], each 8..4096; default per "
+        "dataset (32)"
+    )
+    mean: Mean | None = Field(
+        None, description="per-channel mean (0..1 scale) used to normalise; auto = computed from the "
+        "training split (recorded in the manifest); default per dataset"
+    )
+    std: Std | None = Field(
+        None, description="per-channel std (0..1 scale), as mean"
+    )
+    transforms: TransformsConfig | None = Field(
+        None, description="per-sample torchvision v2 augmentation and eval resize/crop for file-backed "
+        "datasets (imagefolder); replaces the batched pad+crop+flip there"
     )
     augment: bool = Field(
         True, description="random crop with padding + horizontal flip on the training split"
@@ -50,7 +89,31 @@ class DataConfig(Section):
     bias: BiasConfig | None = None
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
-    num_workers: int = Field(0, ge=0, description="DataLoader workers (imagefolder only)")
+    # The default stays 0 (not "auto") because this key was always dumped into stage ids: changing it
+    # would re-key every published run. The number of workers does not change a single batch.
+    num_workers: Annotated[int, Field(ge=0)] | Literal["auto"] = Field(
+        0, description="DataLoader workers decoding file-backed datasets (imagefolder); auto = "
+        "min(4, CPU cores); workers persist across epochs, memory is pinned for CUDA"
+    )
     device_resident: Literal["auto", "on", "off"] = Field(
         "auto", description="keep tensor-sized datasets on the training device and augment there"
     )
+
+    @model_validator(mode="after")
+    def _transforms_need_files(self) -> DataConfig:
+        # A resident (decoded once) split is augmented batch-wise on the device: the per-sample
+        # torchvision pipeline could not run, and the recipe would silently train without it.
+        if self.transforms is not None and self.device_resident == "on":
+            raise ValueError("data.transforms runs per sample while decoding files; it cannot be combined "
+                             "with device_resident: on (use auto or off)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Stage ids hash this dump: keys at the defaults they were added with stay out of it, so runs
+        # published before they existed keep their ids (as OptimConfig does for select).
+        dumped = handler(self)
+        for key, default in _OMIT_AT_DEFAULT.items():
+            if getattr(self, key) == default:
+                dumped.pop(key, None)
+        return dumped

@@ -1,165 +1,136 @@
 """A file-backed split: images decoded from disk batch by batch by a DataLoader.
 
-Decoding and resizing use PIL in the loader workers; augmentation (crop with zero padding + flip) and
-normalisation then run on the decoded uint8 batch with the same batched code as TensorSplit, on the
-target device, with the caller's generator. That keeps a seeded run identical for num_workers=0 and >0
-(torchvision's per-sample transforms would draw from each worker's own RNG) and the two splits kinds
-statistically identical.
+Default path: decoding and resizing use PIL in the loader workers; augmentation (crop with zero padding +
+flip) and normalisation then run on the decoded uint8 batch with the same batched code as TensorSplit, on
+the target device, with the caller's generator. That keeps a seeded run identical for num_workers=0 and
+>0 and the two split kinds statistically identical.
+
+With data.transforms: the training view is a per-sample torchvision v2 pipeline run in the workers, seeded
+per sample from one draw of the caller's generator (transforms.py), so it too is identical for any
+num_workers and on resume; every other view is the eval resize + centre crop. Normalisation stays batched.
+
+Loaders (and their workers, with num_workers > 0) persist from one epoch to the next; memory is pinned
+when batches go to CUDA. File reading itself (bounds on hostile files) is in image_files.py.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
-import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from cidpipe.data.augment import normalise, random_crop_flip
+from cidpipe.data.image_files import (  # noqa: F401 - re-exported: callers import them from here
+    IMAGE_FORMATS,
+    IMAGE_SUFFIXES,
+    MAX_IMAGE_FILE_BYTES,
+    MAX_IMAGE_PIXELS,
+    _file_sha256,
+    check_image_file_size,
+    decode_image,
+)
 from cidpipe.data.paint import paint
 from cidpipe.data.split import Split, as_index_tensor, batch_order, batch_slices
 from cidpipe.data.tensor_split import TensorSplit
+from cidpipe.data.transform_config import TransformsConfig
+from cidpipe.data.transforms import Pipeline, eval_pipeline, run_seeded, sample_seed, train_pipeline
 from cidpipe.errors import DataError
-
-# Image files are hostile input: a few kilobytes of PNG can declare 100 000 x 100 000 pixels (a
-# "decompression bomb"), and PIL identifies a file by its content, not its suffix (an "image" may be
-# an EPS that PIL would hand to Ghostscript). So the formats are limited to those IMAGE_SUFFIXES name,
-# and the pixel count is bounded before anything is decoded: 8192 x 8192 is larger than the photos
-# image-classification datasets hold (and 200 MB as RGB, per image and loader worker), while models
-# here see at most data.input_size (<= 4096) squared.
-MAX_IMAGE_PIXELS = 8192 * 8192
-# Room for the largest file the pixel bound admits in a common format (16-bit RGB TIFF, ~400 MB).
-MAX_IMAGE_FILE_BYTES = 512 * 1024 * 1024
-IMAGE_SUFFIXES = frozenset(
-    {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff"})
-# PIL format ids of those suffixes (PIL's JPEG reader also returns the multi-picture MPO variant).
-IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "WEBP", "PPM", "TIFF")
-
-
-@functools.cache
-def _open_formats() -> tuple[str, ...]:
-    # Image.open raises KeyError for a format this Pillow build lacks (WebP is optional): ask only
-    # for those it has.
-    from PIL import Image
-
-    Image.init()
-    return tuple(f for f in IMAGE_FORMATS if f in Image.OPEN)
-
-
-def check_image_file_size(path: Path, size: int) -> None:
-    """DataError naming ``path`` when a file of ``size`` bytes cannot be an image we decode."""
-    if size == 0:
-        raise DataError(f"image {path} is empty (0 bytes); remove or replace the file")
-    if size > MAX_IMAGE_FILE_BYTES:
-        raise DataError(f"image {path} is {size} bytes (limit {MAX_IMAGE_FILE_BYTES}); "
-                        "remove or shrink the file")
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return (text.splitlines()[0][:200] if text else type(err).__name__)
-
-
-def decode_image(path: Path, size: int | tuple[int, int], mode: str = "RGB") -> np.ndarray:
-    """uint8 [H, W, 3] ("RGB") or [H, W] ("L") of the image at ``path`` resized to ``size``.
-
-    ``size`` is the side of a square or (height, width). Everything that can go wrong with a hostile
-    file is a DataError naming it: empty or oversized files, formats other than IMAGE_FORMATS, more
-    than MAX_IMAGE_PIXELS (also when PIL only warns), truncated or damaged data. For any caller that
-    reads user images (e.g. quantization calibration), not only the imagefolder dataset.
-    """
-    from PIL import Image
-
-    height, width = (size, size) if isinstance(size, int) else size
-    try:
-        check_image_file_size(path, path.stat().st_size)
-        with warnings.catch_warnings():
-            # PIL only *warns* between its limit and twice that; a bomb must stop the run, not scroll by.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path, formats=_open_formats()) as img:  # reads the header only
-                img_width, img_height = img.size
-                if img_width * img_height > MAX_IMAGE_PIXELS:
-                    raise DataError(f"image {path} is {img_width}x{img_height} pixels, more than the "
-                                    f"{MAX_IMAGE_PIXELS} allowed (a decompression bomb?); "
-                                    "remove or shrink it")
-                converted = img.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-                array = np.asarray(converted, dtype=np.uint8)
-    except DataError:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise DataError(f"image {path} is too large to decode ({_first_line(err)}); "
-                        "remove or shrink it") from err
-    except Exception as err:
-        # PIL's format plugins fail on damaged input with many exception types (OSError for truncated
-        # data, SyntaxError, ValueError, struct.error, ...): any of them means this one file is bad.
-        raise DataError(f"cannot decode image {path}: {_first_line(err)}; "
-                        "remove or replace the file") from err
-    expected = (height, width, 3) if mode == "RGB" else (height, width)
-    if array.shape != expected:
-        raise DataError(f"cannot decode image {path}: got an array of shape {array.shape}; "
-                        "remove or replace the file")
-    return array
-
-
-def _file_sha256(path: Path) -> bytes:
-    # Streamed: a large file is hashed in 1 MB pieces instead of being read into memory whole.
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            check_image_file_size(path, os.fstat(fh.fileno()).st_size)
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-    except OSError as err:
-        raise DataError(f"cannot read image {path}: {err.strerror or err}; "
-                        "remove or replace the file") from err
-    return digest.digest()
 
 
 class _DecodedImages(Dataset):
-    """Item i -> (uint8 [3, S, S] tensor, label); painted with its bias colour when one is set."""
+    """Item i -> (uint8 [3, h, w] tensor, label); painted with its bias colour when one is set.
 
-    def __init__(self, paths: Sequence[Path], labels: np.ndarray, input_size: int,
-                 colours: np.ndarray | None, paint_style: str, paint_width: int) -> None:
+    An item ``(i, pass_seed)`` is a training view through the seeded ``train_pipeline``; a plain ``i`` is
+    the deterministic view: ``eval_pipeline`` when data.transforms is set, else a resize (as always).
+    """
+
+    def __init__(self, paths: Sequence[Path], labels: np.ndarray, input_size: int | tuple[int, int],
+                 colours: np.ndarray | None, paint_style: str, paint_width: int,
+                 train_pipeline: Pipeline | None = None, eval_pipeline: Pipeline | None = None) -> None:
         self.paths, self.labels, self.input_size = list(paths), labels, input_size
         self.colours, self.paint_style, self.paint_width = colours, paint_style, paint_width
+        self.train_pipeline, self.eval_pipeline = train_pipeline, eval_pipeline
 
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int]:
-        array = decode_image(self.paths[i], self.input_size)
-        image = torch.from_numpy(array.copy()).permute(2, 0, 1)
+    def __getitem__(self, item: int | tuple[int, int]) -> tuple[Tensor, int]:
+        i, pass_seed = item if isinstance(item, tuple) else (item, None)
+        if self.eval_pipeline is None:
+            image = torch.from_numpy(decode_image(self.paths[i], self.input_size).copy()).permute(2, 0, 1)
+        else:
+            full = torch.from_numpy(decode_image(self.paths[i], None).copy()).permute(2, 0, 1)
+            if pass_seed is None:
+                image = self.eval_pipeline(full)
+            else:
+                image = run_seeded(self.train_pipeline, full, sample_seed(pass_seed, i))
+            image = image.contiguous()
         if self.colours is not None:
+            # After the transforms: the bias frame must survive random crops intact.
             colour = torch.from_numpy(self.colours[i : i + 1])
             image = paint(image[None], colour, self.paint_style, width=self.paint_width)[0]
         return image, int(self.labels[i])
 
 
+class _OrderSampler(Sampler):
+    """The sample order of the next pass, set before each ``iter(loader)``: lets one DataLoader (and its
+    persistent workers) serve every epoch, whatever order each epoch draws."""
+
+    def __init__(self) -> None:
+        self.items: list = []
+        self.busy = False  # a pass is running on this loader
+
+    def __iter__(self) -> Iterator:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+def resolve_workers(num_workers: int | str) -> int:
+    """data.num_workers as a count: "auto" = min(4, CPU cores), enough to keep decoding off the step."""
+    if num_workers == "auto":
+        return min(4, os.cpu_count() or 1)
+    return int(num_workers)
+
+
 class ImageFolderSplit(Split):
-    """Images on disk (any PIL format) resized to ``input_size`` square, labels given per file."""
+    """Images on disk (any PIL format) at ``input_size`` (a square side or (h, w)), labels given per file.
+
+    Without ``transforms`` every image is resized to the input size and the training view is the batched
+    pad+crop+flip on the device. With ``transforms`` (data.transforms) the training view is the seeded
+    per-sample torchvision pipeline and every other view the eval resize + centre crop.
+    """
 
     def __init__(self, paths: Sequence[Path], labels: Sequence[int] | np.ndarray, *, root: Path,
-                 input_size: int, mean: Sequence[float], std: Sequence[float], pad: int = 4,
-                 hflip: bool = True, num_workers: int = 0, bias_palette: np.ndarray | None = None,
-                 bias_colours: np.ndarray | Tensor | None = None, paint_style: str = "border",
-                 paint_width: int = 4) -> None:
+                 input_size: int | tuple[int, int], mean: Sequence[float], std: Sequence[float],
+                 pad: int = 4, hflip: bool = True, num_workers: int | str = 0,
+                 bias_palette: np.ndarray | None = None, bias_colours: np.ndarray | Tensor | None = None,
+                 paint_style: str = "border", paint_width: int = 4,
+                 transforms: TransformsConfig | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self._labels = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         if len(self.paths) != len(self._labels):
             raise ValueError(f"{len(self.paths)} paths but {len(self._labels)} labels")
-        self.root, self.input_size = Path(root), int(input_size)
+        self.root = Path(root)
+        # An int stays an int: it is part of the fingerprint, which must not change for square inputs.
+        self.input_size = (int(input_size) if isinstance(input_size, int)
+                           else tuple(int(v) for v in input_size))
         self.mean, self.std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-        self.pad, self.hflip, self.num_workers = int(pad), bool(hflip), int(num_workers)
+        self.pad, self.hflip, self.num_workers = int(pad), bool(hflip), resolve_workers(num_workers)
         self.bias_palette = bias_palette
         self.bias_colours = None if bias_colours is None else torch.as_tensor(np.asarray(bias_colours)).long()
         self.paint_style, self.paint_width = paint_style, int(paint_width)
+        self.transforms = transforms
         self._fingerprint: str | None = None
+        # (training view?, batch size, drop_last, pinned) -> a DataLoader kept for its persistent workers.
+        self._loaders: dict[tuple, tuple[DataLoader, _OrderSampler]] = {}
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -167,41 +138,87 @@ class ImageFolderSplit(Split):
     def __repr__(self) -> str:
         return f"ImageFolderSplit(n={len(self)}, root={self.root}, size={self.input_size})"
 
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_loaders"] = {}  # loaders and their worker processes stay with the process that made them
+        return state
+
     @property
     def labels(self) -> torch.LongTensor:
         return self._labels
 
     @property
+    def input_hw(self) -> tuple[int, int]:
+        size = self.input_size
+        return (size, size) if isinstance(size, int) else size
+
+    @property
     def input_shape(self) -> tuple[int, int, int]:
-        return 3, self.input_size, self.input_size
+        return 3, *self.input_hw
 
     def _dataset(self) -> _DecodedImages:
         colours = None
         if self.bias_colours is not None and self.bias_palette is not None:
             colours = self.bias_palette[self.bias_colours.numpy()]
+        train = evaluate = None
+        if self.transforms is not None:
+            train = train_pipeline(self.transforms.train_ops(), self.input_hw)
+            evaluate = eval_pipeline(self.transforms.eval, self.input_hw)
         return _DecodedImages(self.paths, self._labels.numpy(), self.input_size, colours, self.paint_style,
-                              self.paint_width)
+                              self.paint_width, train, evaluate)
 
-    def _uint8_batches(self, order: Tensor, batch_size: int,
-                       drop_last: bool) -> Iterator[tuple[Tensor, Tensor]]:
-        loader = DataLoader(self._dataset(), batch_size=batch_size, sampler=order.tolist(),
-                            num_workers=self.num_workers, drop_last=drop_last)
+    def _loader(self, key: tuple, batch_size: int, drop_last: bool, pin: bool
+                ) -> tuple[tuple, DataLoader, _OrderSampler]:
+        if key in self._loaders and self._loaders[key][1].busy:
+            # A second pass while the first is still running: a persistent loader has one iterator,
+            # which a second iter() would reset under the first, so this pass gets its own.
+            key = (*key, "concurrent", id(object()))
+        if key not in self._loaders:
+            sampler = _OrderSampler()
+            # Persistent workers: an epoch then costs no worker start-up (seconds with 4+ workers);
+            # pinned memory: the host-to-device copy of each batch runs asynchronously.
+            # With transforms the loader gets its own generator: each iter() draws a worker base seed,
+            # which would otherwise come from the global RNG the training loop checkpoints (the
+            # per-sample seeds make that draw irrelevant). The plain path keeps drawing it, as it did.
+            generator = torch.Generator() if self.transforms is not None else None
+            loader = DataLoader(self._dataset(), batch_size=batch_size, sampler=sampler,
+                                num_workers=self.num_workers, drop_last=drop_last, pin_memory=pin,
+                                persistent_workers=self.num_workers > 0, generator=generator)
+            self._loaders[key] = (loader, sampler)
+        return key, *self._loaders[key]
+
+    def _uint8_batches(self, items: list, batch_size: int, drop_last: bool, *, training_view: bool = False,
+                       pin: bool = False, persist: bool = False) -> Iterator[tuple[Tensor, Tensor]]:
+        """uint8 batches of ``items`` in order; ``persist`` keeps the loader's workers for the next pass
+        (every epoch's training and validation), else they stop at the end (one-off passes)."""
+        key, loader, sampler = self._loader((training_view, batch_size, drop_last, pin), batch_size,
+                                            drop_last, pin)
+        sampler.items = items
         batches = iter(loader)
+        sampler.busy = True
         try:
             yield from batches
         except DataError as err:
             # A worker's error arrives wrapped in its traceback text; keep only the user's one line.
             message = str(err).strip().splitlines()[-1].removeprefix("cidpipe.errors.DataError: ")
+        except BaseException:
+            self._close_loader(key, batches)
+            raise
         else:
+            sampler.busy = False
+            if not persist or self.num_workers == 0 or "concurrent" in key:
+                self._close_loader(key, batches)
             return
-        finally:
-            # Stop the workers now: left to the garbage collector (the traceback keeps the iterator
-            # alive) the shutdown waits out a 5 s timeout.
-            shutdown = getattr(batches, "_shutdown_workers", None)
-            if shutdown is not None:
-                shutdown()
-            del batches
+        self._close_loader(key, batches)
         raise DataError(message)
+
+    def _close_loader(self, key: tuple, batches: Iterator) -> None:
+        # Stop the workers now: left to the garbage collector (the traceback keeps the iterator alive)
+        # the shutdown waits out a 5 s timeout.
+        self._loaders.pop(key, None)
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
 
     def batches(self, batch_size: int, *, shuffle: bool, augment: bool, device: str | torch.device = "cpu",
                 generator: torch.Generator | None = None, drop_last: bool = False, with_index: bool = False
@@ -210,24 +227,37 @@ class ImageFolderSplit(Split):
         order = batch_order(len(self), shuffle=shuffle, generator=generator)
         # The loader follows `order` batch by batch, so the slices of `order` are each batch's indices.
         slices = batch_slices(order, batch_size, drop_last)
-        for images, labels in self._uint8_batches(order, batch_size, drop_last):
+        per_sample = augment and self.transforms is not None
+        items: list = order.tolist()
+        if per_sample:
+            # One draw per pass from the epoch's generator seeds every sample's pipeline (transforms.py).
+            pass_seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+            items = [(i, pass_seed) for i in items]
+        pin = device.type == "cuda"
+        for images, labels in self._uint8_batches(items, batch_size, drop_last, training_view=per_sample,
+                                                  pin=pin, persist=True):
             index = next(slices)
             images = images.to(device, non_blocking=True)
-            if augment and (self.pad > 0 or self.hflip):
+            if augment and not per_sample and (self.pad > 0 or self.hflip):
                 images = random_crop_flip(images, self.pad, self.hflip, generator)
             batch = (normalise(images, self.mean, self.std), labels.to(device=device, dtype=torch.long))
             yield (*batch, index.to(device, non_blocking=True)) if with_index else batch
 
     def load_uint8(self, max_samples: int | None = None) -> tuple[Tensor, Tensor]:
-        """Decode the first ``max_samples`` images (storage order) into one uint8 tensor."""
-        n = len(self) if max_samples is None else min(int(max_samples), len(self))
+        """Decode the first ``max_samples`` images (storage order, the un-augmented view) into one tensor."""
         parts, labels = [], []
-        for images, batch_labels in self._uint8_batches(torch.arange(n), 256, False):
+        for images, batch_labels in self.uint8_chunks(max_samples):
             parts.append(images)
             labels.append(batch_labels)
         if not parts:
             return torch.empty((0, *self.input_shape), dtype=torch.uint8), torch.empty(0, dtype=torch.long)
         return torch.cat(parts), torch.cat(labels).long()
+
+    def uint8_chunks(self, max_samples: int | None = None, chunk: int = 256
+                     ) -> Iterator[tuple[Tensor, Tensor]]:
+        """The un-augmented uint8 images of the first ``max_samples`` samples, ``chunk`` at a time."""
+        n = len(self) if max_samples is None else min(int(max_samples), len(self))
+        yield from self._uint8_batches(list(range(n)), chunk, False)
 
     def to_numpy(self, max_samples: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         images, labels = self.load_uint8(max_samples)
@@ -238,6 +268,8 @@ class ImageFolderSplit(Split):
         if self._fingerprint is None:
             digest = hashlib.sha256()
             digest.update(repr(("ImageFolderSplit", self.input_size, self.mean, self.std)).encode())
+            if self.transforms is not None:  # the eval view (the split's content) depends on the crop
+                digest.update(repr(("eval", self.transforms.eval.model_dump(mode="json"))).encode())
             for path, label in zip(self.paths, self._labels.tolist(), strict=True):
                 rel = path.relative_to(self.root).as_posix() if path.is_relative_to(self.root) else path.name
                 digest.update(f"{rel}\0{label}\0".encode())
@@ -249,8 +281,14 @@ class ImageFolderSplit(Split):
             self._fingerprint = digest.hexdigest()
         return self._fingerprint
 
+    def describe(self) -> dict:
+        record = super().describe()
+        if self.transforms is not None:
+            record["transforms"] = self.transforms.model_dump(mode="json")
+        return record
+
     def materialise(self) -> TensorSplit:
-        """Decode everything once into a TensorSplit (bias colours baked in)."""
+        """Decode everything once into a TensorSplit (bias colours baked in; the un-augmented view)."""
         images, labels = self.load_uint8()
         return TensorSplit(images, labels, self.mean, self.std, pad=self.pad, hflip=self.hflip,
                            bias_colours=self.bias_colours)
@@ -263,12 +301,15 @@ class ImageFolderSplit(Split):
         return self.replace(paths=[self.paths[i] for i in index.tolist()], labels=self._labels[index].numpy(),
                             bias_colours=None if self.bias_colours is None else self.bias_colours[index])
 
+    def with_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> ImageFolderSplit:
+        return self.replace(mean=mean, std=std)
+
     def replace(self, **changes: object) -> ImageFolderSplit:
         """A copy with some constructor arguments changed."""
         args: dict[str, object] = dict(
             paths=self.paths, labels=self._labels.numpy(), root=self.root, input_size=self.input_size,
             mean=self.mean, std=self.std, pad=self.pad, hflip=self.hflip, num_workers=self.num_workers,
             bias_palette=self.bias_palette, bias_colours=self.bias_colours, paint_style=self.paint_style,
-            paint_width=self.paint_width)
+            paint_width=self.paint_width, transforms=self.transforms)
         args.update(changes)
         return ImageFolderSplit(**args)  # type: ignore[arg-type]

@@ -77,7 +77,8 @@ def check_data_available(cfg: DataConfig) -> None:
 
 
 def load_dataset(cfg: DataConfig) -> DatasetBundle:
-    """Load ``cfg.name``, keep the first ``cfg.limit_train`` training samples, then apply ``cfg.bias``."""
+    """Load ``cfg.name``, keep the first ``cfg.limit_train`` training samples, apply ``cfg.bias``, then
+    data.mean / data.std."""
     bundle = get_loader(cfg.name)(cfg)
     if cfg.limit_train is not None and cfg.limit_train < len(bundle.train):
         # The training part is stored in a seeded random order, so its head is a random subset.
@@ -87,4 +88,7 @@ def load_dataset(cfg: DataConfig) -> DatasetBundle:
         from cidpipe.data.bias import apply_bias
 
         bundle = apply_bias(bundle, cfg.bias)
-    return bundle
+    # Last, so mean/std: auto measures the training images the model sees (bias colours included).
+    from cidpipe.data.normalisation import apply_normalisation
+
+    return apply_normalisation(bundle, cfg)

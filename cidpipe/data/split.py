@@ -72,6 +72,10 @@ class Split(ABC):
     def input_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of the normalised samples."""
 
+    def with_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> Split:
+        """The same samples normalised with ``mean``/``std`` (data.mean / data.std)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot change its normalisation")
+
     def describe(self) -> dict[str, Any]:
         counts = torch.bincount(self.labels).tolist() if len(self) else []
         return {

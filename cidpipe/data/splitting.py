@@ -48,27 +48,39 @@ def _physical_memory() -> int | None:
         return None
 
 
-def _check_fits_in_memory(name: str, size: int, *parts: np.ndarray) -> None:
-    # A tensor dataset is held resized in memory: n x C x size^2 bytes. A large data.input_size on
+def input_hw(cfg: DataConfig) -> tuple[int, int]:
+    """(height, width) of data.input_size: a square side or [h, w]; DEFAULT_INPUT_SIZE when unset."""
+    size = cfg.input_size or DEFAULT_INPUT_SIZE
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def size_record(hw: tuple[int, int]) -> int | list[int]:
+    """How provenance records the input size: the side of a square (as before [h, w] existed), else [h, w]."""
+    return hw[0] if hw[0] == hw[1] else list(hw)
+
+
+def _check_fits_in_memory(name: str, hw: tuple[int, int], *parts: np.ndarray) -> None:
+    # A tensor dataset is held resized in memory: n x C x h x w bytes. A large data.input_size on
     # a 60 000-image dataset asks for terabytes; say so in one line instead of dying in the allocator.
     images = sum(len(p) for p in parts)
     channels = int(parts[0].shape[1]) if parts and parts[0].ndim == 4 else 3
-    needed = images * channels * size * size
+    needed = images * channels * hw[0] * hw[1]
     memory = _physical_memory()
     if memory is not None and needed > memory:
-        raise ConfigError(f"data.input_size={size} makes {name} {needed / 2**30:.1f} GiB in memory "
-                          f"({images} images of {channels}x{size}x{size}), more than this machine's "
+        shown = size_record(hw)
+        raise ConfigError(f"data.input_size={shown} makes {name} {needed / 2**30:.1f} GiB in memory "
+                          f"({images} images of {channels}x{hw[0]}x{hw[1]}), more than this machine's "
                           f"{memory / 2**30:.1f} GiB; lower data.input_size")
 
 
-def _resize_all(images: np.ndarray, size: int) -> torch.Tensor:
+def _resize_all(images: np.ndarray, hw: tuple[int, int]) -> torch.Tensor:
     """resize_uint8 over a whole uint8 NCHW array, in chunks: the float copy it needs stays small."""
     source = torch.from_numpy(np.ascontiguousarray(images))
-    if source.shape[-2:] == (size, size):
+    if tuple(source.shape[-2:]) == hw:
         return source
-    out = torch.empty((*source.shape[:2], size, size), dtype=torch.uint8)
+    out = torch.empty((*source.shape[:2], *hw), dtype=torch.uint8)
     for start in range(0, len(source), _RESIZE_CHUNK):
-        out[start : start + _RESIZE_CHUNK] = resize_uint8(source[start : start + _RESIZE_CHUNK], size)
+        out[start : start + _RESIZE_CHUNK] = resize_uint8(source[start : start + _RESIZE_CHUNK], hw)
     return out
 
 
@@ -94,10 +106,13 @@ def tensor_bundle(
     for what, labels in (("training", train_labels), ("test", test_labels)):
         if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
             raise DataError(f"{name}: {what} labels outside 0..{len(class_names) - 1}; the files are corrupt")
-    size = cfg.input_size or DEFAULT_INPUT_SIZE
-    _check_fits_in_memory(name, size, train_images, test_images)
-    train_t = _resize_all(train_images, size)
-    test_t = _resize_all(test_images, size)
+    if cfg.transforms is not None:
+        raise ConfigError(f"data.transforms applies to file-backed datasets (imagefolder); {name} is held "
+                          "in memory and augmented batch-wise: use data.augment / data.hflip instead")
+    hw = input_hw(cfg)
+    _check_fits_in_memory(name, hw, train_images, test_images)
+    train_t = _resize_all(train_images, hw)
+    test_t = _resize_all(test_images, hw)
     keep, val_idx = stratified_split(train_labels, cfg.val_fraction, cfg.split_seed)
     hflip = resolve_hflip(cfg, hflip_default)
 
@@ -110,12 +125,12 @@ def tensor_bundle(
         name=name,
         class_names=list(class_names),
         num_classes=len(class_names),
-        input_shape=(int(train_t.shape[1]), size, size),
+        input_shape=(int(train_t.shape[1]), *hw),
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),
         train=make(train_t[keep_t], train_labels[keep]),
         val=make(train_t[val_t], train_labels[val_idx]),
         test=make(test_t, test_labels),
-        provenance={"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed, "input_size": size,
-                    "hflip": hflip, "pad": DEFAULT_PAD, **(provenance or {})},
+        provenance={"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed,
+                    "input_size": size_record(hw), "hflip": hflip, "pad": DEFAULT_PAD, **(provenance or {})},
     )

@@ -130,6 +130,10 @@ class TensorSplit(Split):
             self.images[index.to(self.images.device)], self._labels[index.to(self._labels.device)], colours
         )
 
+    def with_normalisation(self, mean: Sequence[float], std: Sequence[float]) -> TensorSplit:
+        return TensorSplit(self.images, self._labels, mean, std, pad=self.pad, hflip=self.hflip,
+                           bias_colours=self.bias_colours)
+
     def with_images(self, images: Tensor, bias_colours: Tensor | None = None) -> TensorSplit:
         """Same labels and settings, new pixels (used by the bias wrapper)."""
         return self._replace(images, self._labels, bias_colours)

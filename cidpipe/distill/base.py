@@ -59,6 +59,8 @@ class Distiller(nn.Module):
         self.__dict__["_frozen_teacher"] = teacher
         self.register_buffer("current_epoch", torch.zeros((), dtype=torch.long))
         self._epoch = 0
+        # train.label_smoothing of the CE terms; set by the trainer (set_label_smoothing), 0 = plain CE.
+        self.label_smoothing = 0.0
         self.register_load_state_dict_post_hook(_refresh_python_state)
 
     # ----------------------------------------------------------------- teacher plumbing
@@ -151,10 +153,18 @@ class Distiller(nn.Module):
         return features, self.student.classifier(features)
 
     # ----------------------------------------------------------------- the contract
+    def set_label_smoothing(self, label_smoothing: float) -> None:
+        """Label smoothing of every CE term of the method (train.label_smoothing); call before training."""
+        self.label_smoothing = float(label_smoothing)
+
+    def ce(self, logits: Tensor, y: Tensor) -> Tensor:
+        """The method's cross-entropy term, with the configured label smoothing."""
+        return cross_entropy_loss(logits, y, self.label_smoothing)
+
     def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         """``index``: the batch's storage indices, for methods that look up cached teacher outputs."""
         logits = self.student(x)
-        ce = cross_entropy_loss(logits, y)
+        ce = self.ce(logits, y)
         return StepOutput(loss=ce, logits=logits, parts={"ce": ce})
 
     def predict(self, x: Tensor) -> Tensor:

@@ -54,7 +54,7 @@ class CEConfig(Section):
 
 class DistillConfig(Section):
     enabled: bool = True
-    method: str = Field("cid", description="ce, kd, fitnet, dkd or cid")
+    method: str = Field("cid", description="a registered distillation method (the schema enum lists them)")
     ce: CEConfig = Field(default_factory=CEConfig, description="the ce method takes no hyper-parameters")
     kd: KDConfig = KDConfig()
     fitnet: FitNetConfig = FitNetConfig()

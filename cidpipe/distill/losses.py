@@ -24,9 +24,13 @@ _MASKED_LOGIT = -1.0e9
 
 
 @float32_loss
-def cross_entropy_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Cross-entropy on float32 logits (the student's may be bf16/fp16 from an autocast backbone)."""
-    return F.cross_entropy(logits.float(), labels)
+def cross_entropy_loss(logits: Tensor, labels: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy on float32 logits (the student's may be bf16/fp16 from an autocast backbone).
+
+    ``label_smoothing`` as in torch (train.label_smoothing); 0.0 is torch's own default, so the plain
+    cross-entropy is the very same call as before the option existed.
+    """
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
 @float32_loss

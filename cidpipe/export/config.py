@@ -33,7 +33,12 @@ class TensorRTConfig(Section):
 
 class ExportConfig(Section):
     enabled: bool = True
-    targets: list[str] = Field(["onnx"], description="formats from `cidpipe export --list`: onnx, trt")
+    targets: list[str] = Field(["onnx"], description="export targets from `cidpipe export --list`: onnx, trt")
+    teacher: bool = Field(
+        True,
+        description="with a student, export the teacher too (teacher.onnx), so the bench measures both and "
+        "the report states what distillation bought",
+    )
     opset: int | None = Field(
         None, description=f"ONNX opset {MIN_OPSET}..{MAX_OPSET}; default chosen per target"
     )

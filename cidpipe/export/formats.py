@@ -1,7 +1,11 @@
-"""The one table of artifact formats: what each is called, its suffix, what it needs and which flags it takes.
+"""The one table of artifact formats: each row is a format a manifest artifact carries and a bench row
+reports (``onnx-int8``), its file suffixes, what produces it, what it needs, its flags and the bench backends
+that can run it.
 
-The CLI help, flag validation, the bench backend choice and ``format_for_path`` all read this table, so a
-new format is one row here.
+Read by: the manifest (an artifact's ``format`` must be a row here), the bench (what it measures is each
+artifact's ``backends`` intersected with the recipe's), the recipe check and schema (export targets and
+bench backends), and ``cidpipe export`` (``--list``, the flags each ``--target`` takes). An export *target*
+(``onnx``, ``trt``) is a family of rows: ``--target trt`` makes a ``trt-<precision>`` artifact.
 """
 
 from __future__ import annotations
@@ -23,12 +27,17 @@ class ExportFormat:
     requires: tuple[str, ...]  # importable Python modules needed to produce it
     flags: tuple[str, ...]  # the options this format takes
     backends: tuple[str, ...]  # bench backends that can run it
-    produced_by: str  # "train" | "export" | "quantize"
+    produced_by: str  # the verb that makes it: "train" (and distill) | "export" | "quantize"
     description: str
+    target: str = ""  # the export target family it belongs to ("onnx", "trt"); default: the name
 
     @property
     def suffix(self) -> str:
         return self.suffixes[0]
+
+    @property
+    def family(self) -> str:
+        return self.target or self.name
 
     @property
     def cli_exportable(self) -> bool:
@@ -50,54 +59,66 @@ _TRT_FLAGS = (
     "max_batch",
 )
 
+_INT8_FLAGS = (
+    "calibration", "samples", "percentile", "per_channel", "reduce_range", "quant_target", "max_drop",
+)  # fmt: skip
+
+
+def _trt(precision: str, description: str) -> ExportFormat:
+    return ExportFormat(
+        f"trt-{precision}", (".engine", ".plan"), ("tensorrt",), _TRT_FLAGS, ("tensorrt",), "export",
+        description, target="trt",
+    )  # fmt: skip
+
+
 FORMATS: tuple[ExportFormat, ...] = (
     ExportFormat(
-        "torch",
-        (".safetensors", ".pt", ".pth"),
-        ("torch",),
-        (),
-        ("torch",),
-        "train",
-        "the trained PyTorch student (weights as safetensors)",
+        "torch", (".safetensors", ".pt", ".pth"), ("torch",), (), ("torch",), "train",
+        "the trained PyTorch model (weights as safetensors)",
     ),
     ExportFormat(
-        "onnx",
-        (".onnx",),
-        ("onnx", "onnxruntime"),
-        ("opset", "dynamic_batch"),
-        ("onnxruntime", "tensorrt"),
-        "export",
-        "FP32 ONNX, checked, dynamic batch, parity-tested",
+        "onnx-fp32", (".onnx",), ("onnx", "onnxruntime"), ("opset", "dynamic_batch"),
+        ("onnxruntime",), "export", "FP32 ONNX, checked, dynamic batch, parity-tested",
+        target="onnx",
     ),
     ExportFormat(
-        "onnx-int8",
-        (".int8.onnx",),
-        ("onnx", "onnxruntime"),
-        ("calibration", "samples", "percentile", "per_channel", "reduce_range", "quant_target", "max_drop"),
-        ("onnxruntime", "tensorrt"),
-        "quantize",
-        "INT8 QDQ ONNX from static calibration on train images",
+        "onnx-int8", (".int8.onnx", ".int8-trt.onnx"), ("onnx", "onnxruntime"), _INT8_FLAGS,
+        ("onnxruntime",), "quantize", "INT8 QDQ ONNX from static calibration on train images",
+        target="onnx",
     ),
     ExportFormat(
-        "onnx-fp16",
-        (".fp16.onnx",),
-        ("onnx", "onnxruntime"),
-        ("keep_io_types",),
-        ("onnxruntime", "tensorrt"),
-        "quantize",
-        "FP16 weights and compute, FP32 inputs/outputs",
+        "onnx-fp16", (".fp16.onnx",), ("onnx", "onnxruntime"), ("keep_io_types",),
+        ("onnxruntime",), "quantize", "FP16 weights and compute, FP32 inputs/outputs",
+        target="onnx",
     ),
-    ExportFormat(
-        "trt",
-        (".engine", ".plan"),
-        ("tensorrt",),
-        _TRT_FLAGS,
-        ("tensorrt",),
-        "export",
-        "TensorRT engine, built on the GPU it will run on",
-    ),
-)
-_ALIASES = {"tensorrt": "trt", "engine": "trt", "int8": "onnx-int8", "fp16": "onnx-fp16", "pytorch": "torch"}
+    _trt("fp32", "TensorRT FP32 engine, built on the GPU it will run on"),
+    _trt("fp16", "TensorRT FP16 engine, built on the GPU it will run on"),
+    _trt("int8", "TensorRT INT8 engine from the QDQ model (explicit quantization)"),
+)  # fmt: skip
+_ALIASES = {
+    "onnx": "onnx-fp32", "tensorrt": "trt", "engine": "trt", "int8": "onnx-int8", "fp16": "onnx-fp16",
+    "pytorch": "torch",
+}  # fmt: skip
+
+
+def export_targets() -> list[str]:
+    """What ``export.targets`` / ``cidpipe export --target`` accept: the families export produces."""
+    return list(dict.fromkeys(f.family for f in FORMATS if f.cli_exportable))
+
+
+def target_formats(target: str) -> list[ExportFormat]:
+    """The rows of export target ``target`` (``trt`` -> trt-fp32, trt-fp16, trt-int8)."""
+    key = str(target).lower()
+    if key not in export_targets():  # an alias or a row name: tensorrt -> trt, onnx-fp32 -> onnx
+        key = _ALIASES.get(key, key)
+        key = next((f.family for f in FORMATS if f.name == key), key)
+    rows = [f for f in FORMATS if f.family == key and f.cli_exportable]
+    if not rows:
+        close = difflib.get_close_matches(key, export_targets(), n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        choices = ", ".join(export_targets())
+        raise UsageError(f"unknown export target {target!r}; {hint}choose one of: {choices}")
+    return rows
 
 
 def format_names() -> list[str]:
@@ -105,14 +126,18 @@ def format_names() -> list[str]:
 
 
 def get_format(name: str) -> ExportFormat:
-    """The row for ``name`` (or an alias such as ``tensorrt``); unknown -> UsageError with the choices."""
+    """The row for ``name`` (or an alias such as ``onnx``; a target such as ``trt`` gives its first row);
+    unknown -> UsageError with the choices."""
     key = _ALIASES.get(str(name).lower(), str(name).lower())
     for fmt in FORMATS:
         if fmt.name == key:
             return fmt
+    family = [fmt for fmt in FORMATS if fmt.family == key]
+    if family:
+        return family[0]
     close = difflib.get_close_matches(str(name).lower(), format_names() + list(_ALIASES), n=1)
     hint = f"did you mean {_ALIASES.get(close[0], close[0])!r}? " if close else ""
-    raise UsageError(f"unknown export target {name!r}; {hint}choose one of: {', '.join(format_names())}")
+    raise UsageError(f"unknown artifact format {name!r}; {hint}choose one of: {', '.join(format_names())}")
 
 
 def validate_flags(fmt: ExportFormat | str, flags: Mapping[str, Any]) -> dict[str, Any]:
@@ -123,12 +148,13 @@ def validate_flags(fmt: ExportFormat | str, flags: Mapping[str, Any]) -> dict[st
     if wrong:
         takes = ", ".join(fmt.flags) if fmt.flags else "no options"
         shown = ", ".join("--" + k.replace("_", "-") for k in wrong)
-        raise UsageError(f"{shown} does not apply to target {fmt.name!r}; {fmt.name} takes: {takes}")
+        raise UsageError(f"{shown} does not apply to target {fmt.family!r}; {fmt.family} takes: {takes}")
     return given
 
 
 def format_for_path(path: Path | str) -> ExportFormat:
-    """The format of an artifact from its file name (the longest matching suffix wins)."""
+    """The format of a file from its name (the longest matching suffix wins); for a TensorRT engine, whose
+    precision its name does not tell, the first row of its family. Manifests record the exact row."""
     name = Path(path).name.lower()
     matches = [(len(s), fmt) for fmt in FORMATS for s in fmt.suffixes if name.endswith(s)]
     if not matches:

@@ -1,8 +1,8 @@
 """The CI gate: thresholds and baselines applied to a finished run directory."""
 
 from cidpipe.gate.baseline import load_baseline, save_baseline
+from cidpipe.gate.checks import evaluate_gate
 from cidpipe.gate.config import GateConfig, LatencyLimit
-from cidpipe.gate.evaluate import evaluate_gate
 from cidpipe.gate.loading import load_gate_config
 from cidpipe.gate.outputs import (
     load_gate_json,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from cidpipe import __version__
 from cidpipe.atomic import atomic_write_text
 from cidpipe.errors import UsageError
+from cidpipe.gate.latency import clean_host, host_difference, latency_check, metric_ms
 from cidpipe.gate.numbers import compare_message, format_value
 from cidpipe.gate.report import Check
 from cidpipe.gate.rundir import RunData, load_run, result_subject
@@ -25,20 +26,36 @@ BASELINE_SCHEMA = 1
 
 
 def baseline_from_run(run: RunData) -> dict[str, Any]:
-    """The numbers a later run is held to: top-1, p99 and size per artifact x device x batch size."""
+    """The numbers a later run is held to: top-1, p50/p99 and size per artifact x device x batch size.
+
+    Each entry keeps the host that measured it (``host``) and whether its latency was noisy, so a later
+    run on other hardware is "not comparable" for latency instead of a false regression.
+    """
     results = []
+    hosts: dict[str, dict[str, Any]] = {}
     for result in run.results:
         if result.get("status") != "pass":
             continue  # a failed artifact is no standard to hold a later run to
+        latency = result.get("latency") or {}
+        host = clean_host(result.get("host"))
+        device = str(result.get("device", "local"))
+        if host is not None:
+            hosts.setdefault(device, host)
         results.append(
             {
                 "subject": result_subject(result),
                 "format": result.get("format"),
-                "device": result.get("device", "local"),
+                "device": device,
                 "batch_size": int(result.get("batch_size", 1)),
                 "top1": result.get("top1"),
-                "p99_ms": (result.get("latency") or {}).get("p99_ms"),
+                "p50_ms": latency.get("p50_ms"),
+                "p50_ci_low_ms": latency.get("p50_ci_low_ms"),
+                "p50_ci_high_ms": latency.get("p50_ci_high_ms"),
+                "p99_ms": latency.get("p99_ms"),
+                "cov": latency.get("cov"),
+                "noisy": bool(result.get("noisy", False)),
                 "size_bytes": result.get("size_bytes"),
+                "host": host,
             }
         )
     student = run.metrics("student")
@@ -51,6 +68,7 @@ def baseline_from_run(run: RunData) -> dict[str, Any]:
         "cidpipe": __version__,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "student": {"val_top1": student.get("val_top1"), "test_top1": student.get("test_top1")},
+        "hosts": hosts,
         "results": results,
     }
 
@@ -62,6 +80,9 @@ def save_baseline(run_dir: Path, path: Path) -> dict[str, Any]:
     return baseline
 
 
+_HostValue = Annotated[str, Field(max_length=200)] | int
+
+
 class _BaselineEntry(BaseModel):
     model_config = ConfigDict(extra="ignore")
     subject: str | None = None
@@ -69,8 +90,14 @@ class _BaselineEntry(BaseModel):
     device: str = "local"
     batch_size: int = Field(1, ge=1)
     top1: float | None = Field(None, ge=0, le=100)
+    p50_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+    p50_ci_low_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+    p50_ci_high_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
     p99_ms: float | None = Field(None, ge=0, allow_inf_nan=False)
+    cov: float | None = Field(None, ge=0, allow_inf_nan=False)
+    noisy: bool = False
     size_bytes: int | None = Field(None, ge=0)
+    host: dict[str, _HostValue] | None = Field(None, max_length=32)
 
 
 class _BaselineStudent(BaseModel):
@@ -91,6 +118,7 @@ class _Baseline(BaseModel):
     cidpipe: str | None = None
     created_at: str | None = None
     student: _BaselineStudent = _BaselineStudent()
+    hosts: dict[str, dict[str, _HostValue]] = Field(default_factory=dict, max_length=1000)
     results: list[_BaselineEntry] = Field(default_factory=list, max_length=100_000)
 
 
@@ -142,9 +170,15 @@ def baseline_checks(
         "recipe_id_matches": same_id,
         "created_at": baseline.get("created_at"),
     }
-    checks = _top1_checks(run, baseline, gate.accuracy_tolerance) + _p99_checks(
-        run, baseline, gate.latency_tolerance
+    checks = _top1_checks(run, baseline, gate.accuracy_tolerance) + _latency_checks(
+        run, baseline, gate.latency_metric, gate.latency_tolerance, gate.noisy_latency
     )
+    skipped = [check for check in checks if check.outcome == "not_comparable"]
+    if skipped:
+        notes.append(
+            f"{len(skipped)} latency comparison(s) with baseline {label} are not comparable (measured on "
+            "another host, or no host recorded): neither passed nor failed; accuracy was still compared"
+        )
     return checks, notes, summary
 
 
@@ -190,40 +224,38 @@ def _top1_check(name: str, current: float | None, base: float, tolerance: float)
     )
 
 
-def _p99_checks(run: RunData, baseline: dict[str, Any], tolerance: float) -> list[Check]:
+def _latency_checks(
+    run: RunData, baseline: dict[str, Any], metric: str, tolerance: float, noisy_policy: str
+) -> list[Check]:
+    """``metric`` of each baseline entry vs this run's rows, only where the same host measured both."""
     checks = []
+    kind = f"baseline.{metric}"
     for entry in baseline.get("results") or []:
-        base = entry.get("p99_ms")
+        base = entry.get(f"{metric}_ms")
         if base is None:
             continue
         subject = f"{entry.get('format')}@{entry.get('device', 'local')},bs={entry.get('batch_size', 1)}"
-        name = f"baseline.p99[{subject}]"
+        name = f"{kind}[{subject}]"
         matches = [r for r in run.results if result_subject(r) == subject]
         if matches and not any(r.get("status") == "pass" for r in matches):
             continue
-        values = [(r.get("latency") or {}).get("p99_ms") for r in matches if r.get("status") == "pass"]
-        values = [v for v in values if v is not None]
-        if not values:
+        measured = [(metric_ms(r, metric), r) for r in matches if r.get("status") == "pass"]
+        measured = [(value, r) for value, r in measured if value is not None]
+        if not measured:
             checks.append(
-                Check(
-                    name, "baseline.p99", False, "not measured in this run; bench it or record a new baseline"
-                )
+                Check(name, kind, False, "not measured in this run; bench it or record a new baseline")
             )
             continue
-        current, allowed = max(values), float(base) * (1 + tolerance)
-        passed = current <= allowed
+        current, row = max(measured, key=lambda pair: pair[0])
+        different = host_difference(entry.get("host"), row.get("host"))
+        if different is not None:
+            checks.append(Check.not_comparable(name, kind, different))
+            continue
+        allowed = float(base) * (1 + tolerance)
         extra = f"baseline {format_value(float(base), 'ms')} +{tolerance * 100:g} %"
-        checks.append(
-            Check(
-                name,
-                "baseline.p99",
-                passed,
-                compare_message(current, allowed, "ms", passed, True, extra),
-                current,
-                allowed,
-                "ms",
-            )
-        )
+        if entry.get("noisy"):
+            extra += "; the baseline row was noisy"
+        checks.append(latency_check(name, kind, row, current, allowed, noisy_policy, extra))
     return checks
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from cidpipe.atomic import atomic_write_bytes, atomic_write_text
 from cidpipe.errors import UsageError
 from cidpipe.gate.numbers import format_value
-from cidpipe.gate.report import GateReport
+from cidpipe.gate.report import NOT_COMPARABLE, Check, GateReport
 from cidpipe.untrusted import load_json_file
 
 JUNIT_SUITE = "cidpipe-gate"
@@ -31,7 +31,11 @@ def load_gate_json(path: Path) -> GateReport:
 
 
 def write_junit(report: GateReport, path: Path) -> Path:
-    """One testsuite ``cidpipe-gate``, one testcase per check, a <failure> with "measured vs allowed"."""
+    """One testsuite ``cidpipe-gate``, one testcase per check, a <failure> with "measured vs allowed".
+
+    A not-comparable check (latency vs a baseline from another host) is a <skipped> testcase: CI shows it
+    as neither passed nor failed, and it does not fail the gate (exit 0 when everything else passed).
+    """
     suites = ET.Element(
         "testsuites", name="cidpipe", tests=str(len(report.checks)), failures=str(len(report.failed))
     )
@@ -42,7 +46,7 @@ def write_junit(report: GateReport, path: Path) -> Path:
         tests=str(len(report.checks)),
         failures=str(len(report.failed)),
         errors="0",
-        skipped="0",
+        skipped=str(len(report.not_comparable)),
         time="0",
         timestamp=report.created_at or "",
     )
@@ -53,7 +57,9 @@ def write_junit(report: GateReport, path: Path) -> Path:
         case = ET.SubElement(
             suite, "testcase", name=check.name, classname=f"{JUNIT_SUITE}.{check.kind}", time="0"
         )
-        if not check.passed:
+        if check.outcome == NOT_COMPARABLE:
+            ET.SubElement(case, "skipped", message=check.message)
+        elif not check.passed:
             failure = ET.SubElement(case, "failure", message=check.message, type=check.kind)
             failure.text = f"{check.name}: {check.message}"
         else:
@@ -67,16 +73,18 @@ def write_junit(report: GateReport, path: Path) -> Path:
 
 def markdown_summary(report: GateReport) -> str:
     """A short Markdown verdict and a table with ✅/❌ per check."""
+    skipped = len(report.not_comparable)
+    aside = f", {skipped} not comparable" if skipped else ""
     if report.passed:
-        head = f"### ✅ cidpipe gate passed: {report.run} ({len(report.checks)} checks)"
+        head = f"### ✅ cidpipe gate passed: {report.run} ({len(report.checks)} checks{aside})"
     else:
-        counts = f"{len(report.failed)} of {len(report.checks)} checks failed"
+        counts = f"{len(report.failed)} of {len(report.checks)} checks failed{aside}"
         head = f"### ❌ cidpipe gate failed: {report.run} ({counts})"
     lines = [head, "", f"Recipe `{report.recipe}` (id `{(report.recipe_id or 'none')[:12]}`)", ""]
     if report.checks:
         lines += ["| | Check | Measured | Allowed | Details |", "|---|---|---|---|---|"]
         for check in report.checks:
-            mark = "✅" if check.passed else "❌"
+            mark = _mark(check)
             measured = format_value(check.measured, check.unit) if check.measured is not None else "—"
             allowed = format_value(check.allowed, check.unit) if check.allowed is not None else "—"
             lines.append(
@@ -96,6 +104,14 @@ def write_markdown_summary(report: GateReport, path: Path, *, append: bool = Fal
             summary.write(text)
         return path
     return atomic_write_text(path, text)
+
+
+def _mark(check: Check) -> str:
+    # not comparable: neither a pass nor a fail; noisy: judged, but on a row too variable to trust fully
+    if check.outcome == NOT_COMPARABLE:
+        return "⚪ not comparable"
+    mark = "✅" if check.passed else "❌"
+    return f"{mark} ⚠️ noisy" if check.noisy else mark
 
 
 def _cell(text: str) -> str:

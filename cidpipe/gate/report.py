@@ -6,11 +6,18 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 GATE_SCHEMA = 1
+PASS, FAIL, NOT_COMPARABLE = "pass", "fail", "not_comparable"
 
 
 @dataclass
 class Check:
-    """One threshold applied to one measured number (or one artifact's status)."""
+    """One threshold applied to one measured number (or one artifact's status).
+
+    ``outcome`` is ``pass``, ``fail`` or ``not_comparable``: a latency comparison against a baseline
+    measured on another host is neither (``passed`` stays True so it does not fail the gate, and every
+    output shows it as not comparable, never as a pass). ``noisy`` marks a check judged on a latency row
+    whose CoV exceeded bench.cov_warning.
+    """
 
     name: str
     kind: str
@@ -19,6 +26,20 @@ class Check:
     measured: float | None = None
     allowed: float | None = None
     unit: str = ""
+    outcome: str = ""
+    noisy: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.outcome:
+            self.outcome = PASS if self.passed else FAIL
+        if self.outcome not in (PASS, FAIL, NOT_COMPARABLE):
+            raise ValueError(f"check outcome must be pass, fail or not_comparable, got {self.outcome!r}")
+        if self.outcome == NOT_COMPARABLE:
+            self.passed = True
+
+    @classmethod
+    def not_comparable(cls, name: str, kind: str, why: str) -> Check:
+        return cls(name, kind, True, f"not comparable: {why}", outcome=NOT_COMPARABLE)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -44,6 +65,10 @@ class GateReport:
     def failed(self) -> list[Check]:
         return [check for check in self.checks if not check.passed]
 
+    @property
+    def not_comparable(self) -> list[Check]:
+        return [check for check in self.checks if check.outcome == NOT_COMPARABLE]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": GATE_SCHEMA,
@@ -51,7 +76,12 @@ class GateReport:
             "recipe": self.recipe,
             "recipe_id": self.recipe_id,
             "passed": self.passed,
-            "counts": {"total": len(self.checks), "failed": len(self.failed)},
+            "counts": {
+                "total": len(self.checks),
+                "failed": len(self.failed),
+                "not_comparable": len(self.not_comparable),
+                "noisy": sum(check.noisy for check in self.checks),
+            },
             "baseline": self.baseline,
             "notes": list(self.notes),
             "created_at": self.created_at,

@@ -15,7 +15,6 @@ from cidpipe.errors import ModelError, UsageError
 from cidpipe.manifest import read_manifest, verify_artifacts
 from cidpipe.untrusted import load_json_file, read_text
 
-STAGES = ("teacher", "student", "quantize", "export", "bench")
 GATE_JSON = Path("gate") / "gate.json"
 
 
@@ -27,7 +26,8 @@ class RunData:
     manifests: dict[str, dict[str, Any]]
     recipe_text: str | None = None
     gate: dict[str, Any] | None = None
-    results: list[dict[str, Any]] = field(default_factory=list)
+    results: list[dict[str, Any]] = field(default_factory=list)  # the deployed model's artifacts: gated
+    teacher_results: list[dict[str, Any]] = field(default_factory=list)  # the teacher's: for comparison
 
     @property
     def name(self) -> str:
@@ -43,7 +43,7 @@ class RunData:
 
     def _latest(self, key: str) -> str | None:
         # The last stage that ran carries the recipe that produced the artifacts being judged.
-        for stage in reversed(STAGES):
+        for stage in reversed(list(self.manifests)):
             value = self.manifests.get(stage, {}).get(key)
             if value is not None:
                 return str(value)
@@ -72,11 +72,14 @@ def result_subject(result: dict[str, Any], with_batch: bool = True) -> str:
 
 def load_run(run_dir: Path) -> RunData:
     """Load the manifests of ``run_dir``; a directory without any stage manifest is a usage error."""
+    from cidpipe.pipeline import addressed_stage_names
+
+    stages = addressed_stage_names()
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"run directory {run_dir} does not exist; pass runs/<name> of a finished run")
     manifests: dict[str, dict[str, Any]] = {}
-    for stage in STAGES:
+    for stage in stages:
         stage_dir = run_dir / stage
         if (stage_dir / "manifest.json").is_file():
             manifest = read_manifest(stage_dir, stage)
@@ -86,15 +89,17 @@ def load_run(run_dir: Path) -> RunData:
             manifests[stage] = manifest.model_dump(mode="json")
     if not manifests:
         raise UsageError(
-            f"{run_dir} is not a run directory (no <stage>/manifest.json for any of {', '.join(STAGES)}); "
+            f"{run_dir} is not a run directory (no <stage>/manifest.json for any of {', '.join(stages)}); "
             "pass runs/<name> after `cidpipe run`"
         )
     recipe_path = run_dir / "recipe.yaml"
     recipe_text = read_text(recipe_path, "run recipe") if recipe_path.is_file() else None
     gate_path = run_dir / GATE_JSON
     gate = _read_json(gate_path) if gate_path.is_file() else None
-    results = list(manifests.get("bench", {}).get("metrics", {}).get("results") or [])
-    return RunData(run_dir, manifests, recipe_text, gate, results)
+    rows = list(manifests.get("bench", {}).get("metrics", {}).get("results") or [])
+    teacher_rows = [row for row in rows if row.get("role") == "teacher"]
+    results = [row for row in rows if row.get("role") != "teacher"]
+    return RunData(run_dir, manifests, recipe_text, gate, results, teacher_rows)
 
 
 def _read_json(path: Path) -> dict[str, Any]:

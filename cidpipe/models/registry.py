@@ -48,7 +48,12 @@ def _unknown(name: str) -> ModelError:
 
 
 def build_model(name: str, num_classes: int, in_channels: int = 3) -> ClassifierModel:
-    """Build a freshly initialised (never downloaded) model by registry name."""
+    """Build a freshly initialised (never downloaded) model by registry name, or by a prefixed source
+    name (``timm:``, ``torchvision:``, ``python:``; see sources.py) with its default arguments."""
+    if ":" in name:
+        from cidpipe.models.sources import build_architecture
+
+        return build_architecture(name, num_classes, in_channels)
     if name not in _BUILDERS:
         raise _unknown(name)
     check_build_args(num_classes, in_channels)
@@ -61,7 +66,12 @@ def list_models() -> list[str]:
 
 
 def model_info(name: str) -> ModelInfo:
-    """Family, default learning rate and published size of a registered model."""
+    """Family, default learning rate and published size of a registered model (or of a prefixed source
+    name, checked against its library without building it)."""
+    if ":" in name:
+        from cidpipe.models.sources import source_model_info
+
+        return source_model_info(name)
     if name not in _INFOS:
         raise _unknown(name)
     return _INFOS[name]

@@ -22,6 +22,8 @@ class BudgetOutcome:
     model_path: Path
     sensitivity: list[dict[str, float | str]] = field(default_factory=list)
     quantizations: int = 0
+    met: bool = True
+    message: str = ""  # why it was missed (the ParityError's text) when ``met`` is False
 
 
 def order_candidates(nodes: Sequence[str], limit: int) -> list[str]:
@@ -47,8 +49,13 @@ def fit_accuracy_budget(
     max_drop: float,
     max_candidates: int,
     max_float_nodes: int,
+    raise_on_miss: bool = True,
 ) -> BudgetOutcome:
-    """Greedy fallback; ``quantize(nodes_in_float) -> path`` and ``top1_of(path) -> percent`` do the work."""
+    """Greedy fallback; ``quantize(nodes_in_float) -> path`` and ``top1_of(path) -> percent`` do the work.
+
+    A miss raises ParityError, or with ``raise_on_miss=False`` returns the last attempt with ``met`` False
+    (quantization-aware fine-tuning then starts from that graph).
+    """
     measured: dict[tuple[str, ...], tuple[float, Path]] = {}
     count = 0
 
@@ -72,10 +79,16 @@ def fit_accuracy_budget(
         best, path = measure(in_float)
         if top1_fp32 - best <= max_drop:
             return BudgetOutcome(list(in_float), best, path, sensitivity, count)
-    raise ParityError(
+    message = (
         f"INT8 drop {top1_fp32 - best:.2f} points > budget {max_drop:g} even with {len(in_float)} nodes "
         "in float "
         f"(FP32 top-1 {top1_fp32:.2f}%, INT8 {best:.2f}%, {len(probed)} of {len(candidates)} nodes probed); "
         "try quantize.calibration.method=entropy or percentile, more calibration samples, a larger "
-        "quantize.max_float_nodes, a looser quantize.max_drop, or ship the FP32/FP16 artifact"
+        "quantize.max_float_nodes, quantize.qat.enabled: auto, a looser quantize.max_drop, or ship the "
+        "FP32/FP16 artifact"
     )
+    if raise_on_miss:
+        raise ParityError(message)
+    if not in_float:  # nothing was probed: the plain PTQ graph is the attempt
+        best, path = measure([])
+    return BudgetOutcome(list(in_float), best, path, sensitivity, count, met=False, message=message)

@@ -16,7 +16,8 @@ from onnxruntime.quantization import CalibrationDataReader
 from cidpipe.errors import DataError, UsageError
 
 NO_CALIBRATION = "quantize needs calibration images from the training split; got none"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+# The suffixes the imagefolder dataset reads, so a calibration directory accepts the same files.
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".pgm", ".png", ".ppm", ".tif", ".tiff", ".webp")
 
 
 def check_calibration(calib_x: np.ndarray | None) -> np.ndarray:
@@ -76,11 +77,13 @@ def load_calibration_dir(
     *,
     limit: int | None = None,
 ) -> np.ndarray:
-    """Read image files (PNG/JPG/BMP/WebP, sorted by name) as normalised float32 [N, C, H, W].
+    """Read image files (IMAGE_SUFFIXES, sorted by name) as normalised float32 [N, C, H, W].
 
     Images are resized to (H, W) and converted to RGB (C=3) or grey (C=1); an empty directory is a UsageError.
+    Decoding goes through the dataset's bounded decoder: calibration images are user files too, so a
+    decompression bomb, a format other than the listed ones or a damaged file is a DataError naming it.
     """
-    from PIL import Image, UnidentifiedImageError
+    from cidpipe.data.folder_split import decode_image
 
     path = Path(path)
     if not path.is_dir():
@@ -102,10 +105,9 @@ def load_calibration_dir(
     out = np.empty((len(files), channels, height, width), np.float32)
     for i, file in enumerate(files):
         try:
-            with Image.open(file) as img:
-                img = img.convert("RGB" if channels == 3 else "L").resize((width, height), Image.BILINEAR)
-                arr = np.asarray(img, np.float32) / 255.0
-        except (OSError, UnidentifiedImageError) as err:
-            raise DataError(f"cannot read calibration image {file}: {err}; remove or replace it") from err
+            decoded = decode_image(file, (height, width), mode="RGB" if channels == 3 else "L")
+        except DataError as err:  # already names the file and the fix; say which input it was
+            raise DataError(f"cannot read calibration image: {err}") from err
+        arr = decoded.astype(np.float32) / 255.0
         out[i] = (arr.reshape(height, width, -1).transpose(2, 0, 1) - mean_arr) / std_arr
     return out

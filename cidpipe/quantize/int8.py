@@ -18,6 +18,7 @@ import inspect
 import io
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -78,11 +79,14 @@ def quantize_static_int8(
     val: tuple[np.ndarray, np.ndarray] | None = None,
     nodes_to_exclude: Sequence[str] = (),
     batch_size: int = 32,
+    on_budget_miss: str = "raise",
 ) -> dict[str, Any]:
     """Quantize ``fp32_onnx`` to ``out_path``; returns what was done and, with ``val``, what it cost in top-1.
 
     With ``cfg.max_drop`` and ``val`` the budget is enforced (see budget.py); ParityError when it cannot be.
     ``nodes_to_exclude`` are node names always kept in float (e.g. from :func:`softmax_branch_nodes`).
+    ``on_budget_miss="return"`` writes the budget's last attempt instead of raising, with ``budget_met``
+    False and the reason in ``budget_message`` (quantization-aware fine-tuning takes over from there).
     """
     calib = check_calibration(calib_x)
     fp32_onnx, out_path = Path(fp32_onnx), Path(out_path)
@@ -163,6 +167,7 @@ def quantize_static_int8(
                         max_drop=cfg.max_drop,
                         max_candidates=cfg.max_sensitivity_candidates,
                         max_float_nodes=cfg.max_float_nodes,
+                        raise_on_miss=on_budget_miss == "raise",
                     )
                     chosen, top1_int8 = outcome.model_path, outcome.top1_int8
                     result.update(
@@ -170,7 +175,11 @@ def quantize_static_int8(
                         sensitivity=outcome.sensitivity,
                         quantizations=1 + outcome.quantizations,
                     )
+                    if not outcome.met:
+                        result["budget_message"] = outcome.message
                 result.update(top1_fp32=top1_fp32, top1_int8=top1_int8, drop=top1_fp32 - top1_int8)
+                if cfg.max_drop is not None:
+                    result["budget_met"] = top1_fp32 - top1_int8 <= cfg.max_drop
         _save_with_metadata(chosen, out_path, fp32_proto, result)
     return result
 
@@ -197,11 +206,24 @@ def softmax_branch_nodes(onnx_path: Path) -> list[str]:
     ]
 
 
+@contextlib.contextmanager
+def _working_directory(path: Path) -> Iterator[None]:
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
+
+
 def _preprocess(src: Path, dst: Path) -> Path:
     """ORT's recommended pre-processing (shape inference + graph optimisation), then name every node so
     nodes_to_exclude can address it."""
     try:
-        quant_pre_process(str(src), str(dst), skip_symbolic_shape=False)
+        # onnxruntime's pre-processing may write temporary files (sym_shape_infer_temp.onnx, external-data
+        # blobs) into the current directory: run it from a private one, so a user's folder stays clean.
+        with tempfile.TemporaryDirectory(prefix="cidpipe-ort-") as scratch, _working_directory(Path(scratch)):
+            quant_pre_process(str(Path(src).resolve()), str(Path(dst).resolve()), skip_symbolic_shape=False)
     except Exception as err:
         raise ModelError(
             f"onnxruntime cannot pre-process {src} for quantization: {_first_line(err)}"
@@ -233,7 +255,9 @@ def _save_with_metadata(
                     "nodes_excluded",
                     "nodes_in_float",
                     "drop",
+                    "path",
                 )
+                if k in result
             }
         ),
     )

@@ -21,6 +21,13 @@ class Paragraph:
 
 
 @dataclass
+class Lead:
+    """The sentence a reader should see first (the headline), rendered prominently."""
+
+    text: str
+
+
+@dataclass
 class Verdict:
     passed: bool
     text: str
@@ -40,7 +47,7 @@ class Collapsible:
     language: str = ""
 
 
-Block = Heading | Paragraph | Verdict | Image | Collapsible | Table
+Block = Heading | Paragraph | Lead | Verdict | Image | Collapsible | Table
 
 
 def _md_cell(text: str) -> str:
@@ -54,6 +61,8 @@ def render_markdown(blocks: list[Block]) -> str:
             lines += ["#" * block.level + " " + block.text, ""]
         elif isinstance(block, Paragraph):
             lines += [block.text, ""]
+        elif isinstance(block, Lead):
+            lines += [f"**{block.text}**", ""]
         elif isinstance(block, Verdict):
             lines += [("✅ " if block.passed else "❌ ") + f"**{block.text}**", ""]
         elif isinstance(block, Image):
@@ -94,6 +103,7 @@ summary{cursor:pointer;font-weight:600}
 pre{background:#f6f8fa;padding:.8rem;border-radius:6px;overflow-x:auto;font-size:.82rem}
 code{font-family:ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .muted{color:#59636e;font-size:.85rem}
+.lead{font-size:1.1rem;font-weight:600;margin:.5rem 0}
 .ok{color:#1a7f37;font-weight:600;white-space:nowrap}
 .bad{color:#cf222e;font-weight:600;white-space:nowrap}
 """
@@ -105,7 +115,11 @@ def _looks_numeric(text: str) -> bool:
 
 
 # Emoji fonts are often missing (headless browsers, CI); text marks from common fonts always render.
-MARKS = {"✅": '<span class="ok">✓ pass</span>', "❌": '<span class="bad">✗ fail</span>'}
+MARKS = {
+    "✅": '<span class="ok">✓ pass</span>',
+    "❌": '<span class="bad">✗ fail</span>',
+    "⚪ not comparable": '<span class="muted">○ not comparable</span>',
+}
 
 
 def _html_cell(cell: str) -> str:
@@ -136,6 +150,8 @@ def render_html(blocks: list[Block], title: str) -> str:
             parts.append(f"<h{level}>{html.escape(block.text)}</h{level}>")
         elif isinstance(block, Paragraph):
             parts.append(f'<p class="muted">{html.escape(block.text)}</p>')
+        elif isinstance(block, Lead):
+            parts.append(f'<p class="lead">{html.escape(block.text)}</p>')
         elif isinstance(block, Verdict):
             css = "pass" if block.passed else "fail"
             mark = "✓" if block.passed else "✗"

@@ -95,20 +95,38 @@ def bias_table(run: RunData) -> Table | None:
     return table if table.rows else None
 
 
+def _notes(result: dict[str, Any]) -> str:
+    """What a reader should know about a row beyond its numbers."""
+    notes = []
+    if result.get("noisy"):
+        notes.append(f"noisy (CoV {float((result.get('latency') or {}).get('cov', 0)):.2f})")
+    if result.get("slower_than_fp32"):
+        notes.append("slower than FP32 here")
+    if result.get("error"):
+        notes.append(str(result["error"]))
+    return "; ".join(notes)
+
+
+def _p50_cell(latency: dict[str, Any]) -> str:
+    low, high = latency.get("p50_ci_low_ms"), latency.get("p50_ci_high_ms")
+    text = ms(latency.get("p50_ms"))
+    return text if low is None or high is None else f"{text} [{ms(low)}–{ms(high)}]"
+
+
 def artifact_table(run: RunData) -> Table:
-    headers = ["Format", "Device", "Batch", "Status", "Top-1 %", "Agreement %", "p50 ms", "p99 ms",
-               "Throughput img/s", "Size", "Error"]  # fmt: skip
-    table = Table("Artifacts", headers)
-    for index, result in enumerate(run.results):
+    headers = ["Model", "Format", "Device", "Batch", "Status", "Top-1 %", "Agreement %", "p50 ms [95% CI]",
+               "p99 ms", "Throughput img/s", "Size", "Peak memory", "Notes"]  # fmt: skip
+    table = Table("Artifacts (agreement: with the same model's FP32 PyTorch predictions)", headers)
+    for index, result in enumerate([*run.results, *run.teacher_results]):
         latency = result.get("latency") or {}
         throughput = result.get("throughput_ips")
         table.rows.append([
-            str(result.get("format", DASH)), str(result.get("device", "local")),
-            str(result.get("batch_size", 1)),
+            str(result.get("role", "student")), str(result.get("format", DASH)),
+            str(result.get("device", "local")), str(result.get("batch_size", 1)),
             str(result.get("status", DASH)), pct(result.get("top1")), pct(result.get("agreement")),
-            ms(latency.get("p50_ms")), ms(latency.get("p99_ms")),
+            _p50_cell(latency), ms(latency.get("p99_ms")),
             DASH if throughput is None else f"{float(throughput):,.0f}", size(result.get("size_bytes")),
-            str(result.get("error") or ""),
+            size(result.get("peak_mem_bytes")), _notes(result),
         ])  # fmt: skip
         if result.get("status") != "pass":
             table.failed_rows.add(index)
@@ -122,8 +140,11 @@ def gate_table(run: RunData) -> Table | None:
     for index, check in enumerate(run.gate.get("checks", [])):
         unit = check.get("unit", "")
         measured, allowed = check.get("measured"), check.get("allowed")
+        outcome = check.get("outcome") or ("pass" if check.get("passed") else "fail")
+        mark = {"pass": "✅", "fail": "❌"}.get(outcome, "⚪ not comparable")
+        name = str(check.get("name")) + (" (noisy)" if check.get("noisy") else "")
         table.rows.append([
-            "✅" if check.get("passed") else "❌", str(check.get("name")),
+            mark, name,
             DASH if measured is None else format_value(measured, unit),
             DASH if allowed is None else format_value(allowed, unit), str(check.get("message", "")),
         ])  # fmt: skip

@@ -10,18 +10,22 @@ from cidpipe import __version__
 from cidpipe.atomic import atomic_write_text
 from cidpipe.errors import UsageError
 from cidpipe.gate.rundir import RunData, load_run
-from cidpipe.report.compare import comparison_table, run_labels
+from cidpipe.report.classes import confusion_table, per_class_table
+from cidpipe.report.headline import headline, headline_sentence, headline_table
 from cidpipe.report.plots import LATENCY_KEYS, plot_accuracy_latency, plot_training_curves
+from cidpipe.report.quantization import quantization_table
 from cidpipe.report.render import (
     Block,
     Collapsible,
     Heading,
     Image,
+    Lead,
     Paragraph,
     Verdict,
     render_html,
     render_markdown,
 )
+from cidpipe.report.side_by_side import comparison_table, run_labels
 from cidpipe.report.tables import (
     artifact_table,
     bias_table,
@@ -35,7 +39,7 @@ from cidpipe.report.tables import (
 
 
 def write_report(
-    run_dirs: list[Path], out_dir: Path, *, html: bool = True, latency: str = "p99"
+    run_dirs: list[Path], out_dir: Path, *, html: bool = True, latency: str = "p50"
 ) -> dict[str, Path]:
     """Write the report of ``run_dirs`` (one run, or several side by side) into ``out_dir``.
 
@@ -85,9 +89,16 @@ def write_report(
 
 
 def _run_blocks(run: RunData, level: int, curves: Image | None, scatter: Image | None) -> list[Block]:
-    blocks: list[Block] = [
+    blocks: list[Block] = []
+    rows = headline(run)
+    sentence, table = headline_sentence(rows), headline_table(rows)
+    if table is not None:  # first: what distillation bought
+        blocks += [Heading("Headline", level)]
+        blocks += [Lead(sentence)] if sentence else []
+        blocks.append(table)
+    blocks.append(
         Paragraph(f"Run directory {run.path} · recipe {run.recipe or '—'} · recipe id {run.recipe_id or '—'}")
-    ]
+    )
     if run.gate is not None:
         passed = bool(run.gate.get("passed"))
         counts = run.gate.get("counts") or {}
@@ -97,9 +108,11 @@ def _run_blocks(run: RunData, level: int, curves: Image | None, scatter: Image |
         blocks += [Paragraph(str(note)) for note in run.gate.get("notes") or []]
         blocks.append(gate_table(run))
     blocks += [Heading("Models and artifacts", level), model_table(run)]
-    blocks += [table for table in (seed_table(run), bias_table(run)) if table is not None]
+    tables = (seed_table(run), bias_table(run), quantization_table(run))
+    blocks += [table for table in tables if table is not None]
     if run.results:
         blocks.append(artifact_table(run))
+        blocks += [table for table in (per_class_table(run), confusion_table(run)) if table is not None]
         if run.reference_top1 is not None:
             reference = f"{run.reference_top1:.2f} %"
             blocks.append(Paragraph(f"Drop reference (FP32 PyTorch student, test top-1): {reference}"))

@@ -1,108 +1,207 @@
-"""The ``bench`` stage: accuracy and latency of every artifact of the run on every requested device.
+"""The ``bench`` stage: accuracy and latency of every model artifact of the run on every requested device.
 
-``local`` runs in this process (torch and ONNX Runtime share the latency protocol of the device runtime);
-other devices get the torch-free runtime over SSH with the same protocol and the same evaluation set.
+What is measured comes from the parent manifests, never from file names: each artifact's format (a row of
+cidpipe/export/formats.py) names the backends that can run it, and the recipe's ``bench.backends`` picks
+among them. The teacher is measured like the student (torch, and its ONNX when exported), against its own
+torch predictions, so later readers can state student-vs-teacher speed and size.
+
+Rows are keyed by (artifact, device, backend, batch size). The stage id does not include the device list:
+a later ``bench --device board`` measures the board and keeps the local rows of the same artifacts, so
+both live in one manifest and the gate sees both. ``local`` runs in this process (torch and ONNX Runtime
+share the latency protocol of the device runtime); other devices get the torch-free runtime over SSH.
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
-from cidpipe.atomic import atomic_write_text
-from cidpipe.bench.local import bench_local
-from cidpipe.bench.result import DEVICE_FAILURE, ArtifactSpec, BenchResult
-from cidpipe.bench.table import print_results, results_to_json
 from cidpipe.config import Recipe
-from cidpipe.data.registry import load_dataset
-from cidpipe.errors import DeviceError
-from cidpipe.export.parity import torch_logits
-from cidpipe.manifest import StageWork
-from cidpipe.stages.bench_artifacts import run_artifacts
-from cidpipe.stages.bench_remote import bench_remote
-from cidpipe.stages.common import StageOptions, StageResult, discard_on_error, reuse_if_cached, stage_dir
+from cidpipe.errors import DeviceError, UsageError
+from cidpipe.manifest import Manifest, StageWork, read_manifest
+from cidpipe.stages.contract import Built, Parent, Stage, StageOptions
+from cidpipe.stages.export import model_stage
 
-# Keys of the bench section that decide what the exit status says, not what is measured: toggling them must
-# not invalidate a finished bench (and adding them left the ids of existing benches unchanged).
-_NOT_MEASURED = {"tolerate_device_failures"}
+# Keys of the bench section that say where to measure or how to judge, not what a row measures: a row holds
+# its own device (so the inventory that located it is not part of the id), and toggling tolerance must not
+# invalidate a finished bench.
+_NOT_IN_ID = {"tolerate_device_failures", "devices", "inventory"}
 
 
-def bench_work(recipe: Recipe, parents: dict[str, str]) -> StageWork:
-    return StageWork(
-        stage_dir(recipe, "bench"),
-        "bench",
-        recipe.bench.model_dump(mode="json", exclude=_NOT_MEASURED),
-        parents,
-        recipe=recipe.name,
-        recipe_id=recipe.recipe_id(),
-    )
+def benches_teacher(recipe: Recipe) -> bool:
+    return recipe.bench.teacher and model_stage(recipe) == "student"
 
 
-def planned_parents(ids: dict[str, str], recipe: Recipe) -> dict[str, str]:
-    """Parent ids as the pipeline plans them (stage dir name -> id), before anything has run."""
-    names = {
-        "train": "teacher",
-        "distill": "student",
-        "export": "export",
-        "quantize": "quantize",
-        "trt": "trt",
-    }
-    from cidpipe.stages.export import model_stage
+class BenchStage(Stage):
+    name, verb = "bench", "bench"
 
-    keep = [model_stage(recipe), "export", "quantize", "trt"]
-    return {names[verb]: ids[verb] for verb in keep if verb in ids}
+    def enabled(self, recipe: Recipe) -> bool:
+        return recipe.bench.enabled
 
+    def parents(self, recipe: Recipe) -> tuple[str, ...]:
+        from cidpipe.pipeline import STAGES
 
-def run_bench(recipe: Recipe, options: StageOptions) -> StageResult:
-    from cidpipe.preflight import check_devices
+        names = [model_stage(recipe)] + (["teacher"] if benches_teacher(recipe) else [])
+        return tuple(names + [s.name for s in STAGES if s.makes_deployables and s.enabled(recipe)])
 
-    check_devices(recipe)  # an unknown device or a broken inventory fails before anything is written
-    artifacts, parents = run_artifacts(recipe)
-    work = bench_work(recipe, parents)
-    cfg = recipe.bench
-    cached = reuse_if_cached(work, options)
-    if cached:
-        old_rows = cached.manifest.metrics.get("results") or []
-        failed = device_failures(old_rows)
-        if not failed:
-            return cached
-        if cfg.tolerate_device_failures and len(failed) < len(old_rows):
-            raise_for_devices(cached.manifest, True, work.stage_dir, options)  # only warns: tolerated
-            return cached
-        # Device failures are usually transient (a board that was off): a rerun measures again instead of
-        # replaying the old failure, or worse, reporting it as a green "cached".
-        options.out.print("[yellow]rerunning[/] bench: the cached one has rows that failed on a device")
-    bundle = load_dataset(recipe.data)
-    x, y = bundle.test.to_numpy(max_samples=cfg.max_eval_samples)
-    check_onnx_artifacts(artifacts, tuple(x.shape[1:]), bundle.num_classes)
-    reference = artifacts[0].module
-    ref_pred = torch_logits(reference, x).argmax(1)
-    reference_top1 = float((ref_pred == y).mean() * 100.0)
-    results: list[BenchResult] = []
-    with discard_on_error(work.open()), tempfile.TemporaryDirectory(prefix="cidpipe-bench-") as tmp:
-        eval_npz = Path(tmp) / "eval.npz"
-        np.savez(eval_npz, x=x, y=y, ref_pred=ref_pred)
-        for device_name in cfg.devices:
-            if device_name == "local":
-                results += bench_local(artifacts, x, y, ref_pred, cfg, device=options.device)
-            else:
-                results += bench_remote(device_name, _file_artifacts(artifacts), eval_npz, recipe)
-        print_results(results, options.out, cfg.cov_warning)
-        rows = results_to_json(results)
-        atomic_write_text(work.path("results.json"), _json(rows))
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        return recipe.bench.model_dump(mode="json", exclude=_NOT_IN_ID)
+
+    def validate(self, recipe: Recipe) -> None:
+        from cidpipe.preflight import check_devices
+
+        check_devices(recipe)  # an unknown device or a broken inventory fails before anything is written
+
+    def reusable(self, recipe: Recipe, manifest: Manifest) -> tuple[bool, str]:
+        rows = manifest.metrics.get("results") or []
+        missing = [d for d in recipe.bench.devices if d not in _devices_of(rows)]
+        if missing:
+            return False, f"not measured on {', '.join(missing)} yet"
+        failed = device_failures([row for row in rows if row.get("device") in recipe.bench.devices])
+        if failed and not (recipe.bench.tolerate_device_failures and len(failed) < len(rows)):
+            # Device failures are usually transient (a board that was off): measure again rather than
+            # replay the old failure, or worse, report it as a green "cached".
+            return False, "rows failed on a device last time"
+        return True, "cached"
+
+    def on_cached(self, recipe: Recipe, manifest: Manifest, options: StageOptions) -> None:
+        # A reused bench with tolerated device failures still says so (reusable refused the untolerated).
+        raise_for_devices(manifest, recipe.bench.tolerate_device_failures, self.dir(recipe), options)
+
+    def build(
+        self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions
+    ) -> Built:
+        rows = kept_rows(self.dir(recipe), work.id, recipe.bench.devices, options)
+        measured, reference = measure(recipe, inputs, options)
+        rows += measured
+        work.path("results.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
         work.add_artifact("results", "results.json")
-        metrics = {
-            "results": rows,
-            "reference": {"format": "torch", "top1": reference_top1, "n": int(len(y))},
-        }
-        manifest = work.commit(metrics=metrics, device=options.device)
-    # Published first, failed second: the rows are worth keeping (what did run, and exactly which device
-    # failed and why are in results.json), so the stage is committed; but a bench with device failures must
-    # not look successful, so the command still exits non-zero after publishing (see raise_for_devices).
-    raise_for_devices(manifest, cfg.tolerate_device_failures, work.stage_dir, options)
-    return StageResult(work.stage, work.stage_dir, manifest, cached=False)
+        metrics = {"results": rows, "reference": reference, "devices": sorted(_devices_of(rows))}
+        tolerate = recipe.bench.tolerate_device_failures
+        # Published first, failed second: the rows are worth keeping (what did run, and exactly which device
+        # failed and why, are in results.json), but a bench with device failures must not look successful.
+        return Built(
+            metrics,
+            device=options.device,
+            after_publish=lambda manifest: raise_for_devices(manifest, tolerate, self.dir(recipe), options),
+        )
+
+
+def kept_rows(bench_dir: Path, bench_id: str, devices: list[str], options: StageOptions) -> list[dict]:
+    """The rows of the finished bench of the same artifacts for devices not measured this time."""
+    try:
+        previous = read_manifest(bench_dir, "bench")
+    except UsageError:  # no bench yet
+        return []
+    if previous.id != bench_id:  # other artifacts or settings: its rows describe something else
+        return []
+    old_rows = [row for row in previous.metrics.get("results") or [] if row.get("device") not in devices]
+    # A row that failed because its device was unreachable is not a measurement worth keeping: dropping it
+    # means a later bench of another device does not fail for a board that was off last time.
+    failed = device_failures(old_rows)
+    kept = [row for row in old_rows if row not in failed]
+    if kept:
+        others = ", ".join(sorted(_devices_of(kept)))
+        options.log.print(f"bench: keeping the earlier rows of {others} (same artifacts and settings)")
+    return kept
+
+
+def measure(recipe: Recipe, inputs: dict[str, Parent], options: StageOptions) -> tuple[list[dict], dict]:
+    """Rows for every artifact on every requested device, and the deployed model's torch top-1."""
+    import numpy as np
+
+    from cidpipe.bench.local import bench_local
+    from cidpipe.bench.remote_rows import bench_remote
+    from cidpipe.bench.table import print_results, results_to_json
+    from cidpipe.data.registry import load_dataset
+    from cidpipe.export.parity import torch_logits
+    from cidpipe.stages.train import teacher_data
+
+    cfg = recipe.bench
+    groups = artifacts_by_role(recipe, inputs)
+    results = []
+    reference: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="cidpipe-bench-") as tmp:
+        for role, specs in groups.items():  # each role against its own torch model's predictions
+            # The same test images as each model sees them (the teacher may take its own size and stats).
+            bundle = load_dataset(teacher_data(recipe) if role == "teacher" else recipe.data)
+            x, y = bundle.test.to_numpy(max_samples=cfg.max_eval_samples)
+            check_onnx_artifacts(specs, tuple(x.shape[1:]), bundle.num_classes)
+            ref_pred = torch_logits(specs[0].module, x).argmax(1)
+            if role == model_stage(recipe):
+                reference = {
+                    "format": "torch",
+                    "top1": float((ref_pred == y).mean() * 100.0),
+                    "n": int(len(y)),
+                }
+            eval_npz = Path(tmp) / f"eval-{role}.npz"
+            np.savez(eval_npz, x=x, y=y, ref_pred=ref_pred)
+            for device_name in cfg.devices:
+                if device_name == "local":
+                    rows = bench_local(specs, x, y, ref_pred, cfg, device=options.device)
+                else:
+                    rows = bench_remote(
+                        device_name, [s for s in specs if s.path is not None], eval_npz, recipe
+                    )
+                for row in rows:
+                    row.role = role
+                results += rows
+    print_results(results, options.log, cfg.cov_warning)
+    rows = results_to_json(results)
+    for row in flag_slower_than_fp32(rows):
+        options.log.print(
+            f"[yellow]warning[/]: {row['artifact']} ({row['format']}) is slower than the FP32 ONNX on "
+            f"{row['device']} at batch {row['batch_size']}: quantization costs time here, not saves it"
+        )
+    return rows, reference
+
+
+def flag_slower_than_fp32(rows: list[dict]) -> list[dict]:
+    """Mark (``slower_than_fp32``) and return the INT8/FP16 rows whose p50 exceeds the FP32 ONNX row of the
+    same model, device and batch size: a quantized model that is slower where it runs is a finding."""
+    fp32 = {
+        (row.get("role"), row.get("device"), row.get("batch_size")): row
+        for row in rows
+        if row.get("format") == "onnx-fp32" and row.get("status") == "pass"
+    }
+    slower = []
+    for row in rows:
+        base = fp32.get((row.get("role"), row.get("device"), row.get("batch_size")))
+        if base is None or row.get("format") not in ("onnx-int8", "onnx-fp16") or row.get("status") != "pass":
+            continue
+        mine, theirs = (row.get("latency") or {}).get("p50_ms"), (base.get("latency") or {}).get("p50_ms")
+        if mine and theirs and mine > theirs:
+            row["slower_than_fp32"] = True
+            slower.append(row)
+    return slower
+
+
+def artifacts_by_role(recipe: Recipe, inputs: dict[str, Parent]) -> dict[str, list]:
+    """role -> [its torch module (the reference) first, then every file artifact a bench backend runs]."""
+    from cidpipe.bench.result import ArtifactSpec
+    from cidpipe.export.formats import get_format
+    from cidpipe.modelio import load_stage_model
+
+    groups: dict[str, list[ArtifactSpec]] = {}
+    for role in dict.fromkeys([model_stage(recipe)] + (["teacher"] if benches_teacher(recipe) else [])):
+        module, _manifest = load_stage_model(inputs[role].dir)
+        groups[role] = [ArtifactSpec(f"{role} (torch)", "torch", module=module, role=role)]
+    for stage, parent in inputs.items():
+        for key, art in parent.manifest.artifacts.items():
+            if art.format in (None, "torch") or art.role not in groups:
+                continue
+            backends = [b for b in get_format(art.format).backends if b in recipe.bench.backends]
+            if not backends:
+                continue
+            path = parent.manifest.artifact_path(parent.dir, key)
+            groups[art.role].append(
+                ArtifactSpec(
+                    f"{stage}/{path.name}", art.format, path=path, backend=backends[0], role=art.role
+                )
+            )
+    return groups
 
 
 class BenchDeviceFailures(DeviceError):
@@ -113,7 +212,13 @@ class BenchDeviceFailures(DeviceError):
         self.manifest = manifest
 
 
+def _devices_of(rows: list[dict]) -> set[str]:
+    return {str(row.get("device")) for row in rows}
+
+
 def device_failures(rows: list[dict]) -> list[dict]:
+    from cidpipe.bench.result import DEVICE_FAILURE
+
     return [row for row in rows if row.get("status") == "failed" and row.get("failure") == DEVICE_FAILURE]
 
 
@@ -132,7 +237,7 @@ def raise_for_devices(manifest, tolerate: bool, published: Path, options: StageO
             manifest,
         )
     if tolerate:
-        options.out.print(
+        options.log.print(
             f"[yellow]warning[/]: {len(failed)} of {len(rows)} bench rows failed on {devices} "
             "(tolerated: bench.tolerate_device_failures)"
         )
@@ -144,7 +249,7 @@ def raise_for_devices(manifest, tolerate: bool, published: Path, options: StageO
     )
 
 
-def check_onnx_artifacts(artifacts: list[ArtifactSpec], image_shape: tuple[int, ...], classes: int) -> None:
+def check_onnx_artifacts(artifacts: list, image_shape: tuple[int, ...], classes: int) -> None:
     """Every ONNX artifact takes the evaluation images and gives one logit per class, else ModelError (4).
 
     Checked before anything is measured: an artifact of another model would otherwise become rows of
@@ -157,11 +262,11 @@ def check_onnx_artifacts(artifacts: list[ArtifactSpec], image_shape: tuple[int, 
             check_onnx_io(spec.path, image_shape, classes)
 
 
-def _file_artifacts(artifacts: list[ArtifactSpec]) -> list[ArtifactSpec]:
-    return [spec for spec in artifacts if spec.path is not None]
+BENCH = BenchStage()
 
 
-def _json(rows) -> str:
-    import json
+def run_bench(recipe: Recipe, options: StageOptions):
+    """Bench the run's artifacts on the recipe's devices (keeping other devices' rows of the same bench)."""
+    from cidpipe.pipeline import run_stage
 
-    return json.dumps(rows, indent=2) + "\n"
+    return run_stage(BENCH, recipe, options)

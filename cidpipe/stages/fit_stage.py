@@ -1,5 +1,5 @@
-"""What the teacher (``train``) and student (``distill``) stages share: fit one model per seed, evaluate the
-chosen checkpoint on the test split(s), publish the first seed's deployable model with the manifest."""
+"""What the teacher and student stages share: fit one model per seed, evaluate the chosen checkpoint on the
+test split(s), and hand the first seed's deployable model to the pipeline to publish."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from typing import Any
 import torch
 
 from cidpipe.data.base import DatasetBundle
-from cidpipe.debris import prune_on_error
-from cidpipe.manifest import StageWork, read_manifest
+from cidpipe.manifest import StageWork
 from cidpipe.modelio import model_spec, save_weights
-from cidpipe.stages.common import StageOptions, StageResult
+from cidpipe.stages.contract import PUBLISHED_BY_RANK_ZERO, Built, StageOptions
 from cidpipe.train_config import OptimConfig
 from cidpipe.training import distributed
-from cidpipe.training.evaluate import top1_accuracy
+from cidpipe.training.accuracy import top1_accuracy
 from cidpipe.training.loop import RunSettings, fit
 from cidpipe.training.step import check_compile_device
+from cidpipe.training.tracking import HISTORY_CSV, TrackingSpec
 
 
 def place_on_device(bundle: DatasetBundle, recipe, options: StageOptions) -> DatasetBundle:
@@ -57,7 +57,7 @@ def summarise_seeds(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def fit_and_publish(
+def fit_seeds(
     work: StageWork,
     bundle: DatasetBundle,
     optim: OptimConfig,
@@ -70,70 +70,79 @@ def fit_and_publish(
     eval_batch_size: int,
     augment: bool = True,
     reuse_teacher_outputs: bool = False,
-) -> StageResult:
-    """``make_distiller(seed)`` builds a freshly initialised distiller under that seed.
+    source: dict[str, Any] | None = None,
+    trackers: tuple[str, ...] = (),
+) -> Built | None:
+    """Fit one model per seed in ``work``; what rank 0 publishes (None on the other DDP ranks).
 
-    Under torchrun every rank trains (DDP); rank 0 alone evaluates the test splits and writes the
-    stage, the others wait for it at a barrier and return the manifest it published.
+    ``make_distiller(seed)`` builds a freshly initialised distiller under that seed; ``source`` is where the
+    model came from (cidpipe.models.sources), recorded in the published model spec. Under torchrun every
+    rank trains (DDP); rank 0 alone evaluates the test splits, and the pipeline publishes what it returns
+    while the other ranks wait for it.
     """
     device = distributed.init_from_env(options.device)
     rank = distributed.rank_and_world()[0]
     check_compile_device(optim, device)
-    work.open()
-    # On failure keep the epoch checkpoints (a rerun resumes from them) and drop everything else.
-    with prune_on_error(work.work_dir, enabled=rank == 0):
-        per_seed: list[dict[str, Any]] = []
-        published: dict[str, Any] = {}
-        for index, seed in enumerate(optim.seeds):
-            torch.manual_seed(seed)
-            distiller = make_distiller(seed)
-            label = f"{work.stage} {arch}" + (f" seed {seed}" if len(optim.seeds) > 1 else "")
-            run = RunSettings(
-                device=device,
-                seed=seed,
-                batch_size=batch_size,
-                eval_batch_size=eval_batch_size,
-                base_lr=base_lr,
-                checkpoint_path=work.path(f"checkpoints/seed{seed}.pt"),
-                resume=options.resume,
-                label=label,
-                augment=augment,
-                reuse_teacher_outputs=reuse_teacher_outputs,
-            )
-            result = fit(distiller, bundle, optim, run, console=options.out)
-            if rank != 0:
-                continue
-            distiller.load_state_dict(result.best_state)
-            distiller.eval()
-            metrics = {
-                "seed": seed,
-                "val_top1": result.best_val_top1,
-                "best_epoch": result.best_epoch,
-                **evaluate_splits(distiller.predict, bundle, device, eval_batch_size),
-                "train_seconds": round(result.seconds, 2),
-            }
-            per_seed.append(metrics)
-            if index == 0:  # the first seed's model is the one the later stages consume
-                deployable = distiller.deployable().cpu().eval()
-                save_weights(deployable, work.path("model.safetensors"))
-                work.add_artifact("model", "model.safetensors")
-                params = sum(p.numel() for p in deployable.parameters())
-                published = {
-                    "history": result.history,
-                    "params": params,
-                    "spec": model_spec(arch, bundle, distiller.deployment_spec(), params),
-                }
+    run_dir = work.stage_dir.parent
+    # history.csv is always written (in the stage, published with it); TensorBoard / MLflow logs go to
+    # runs/<name>/tracking/<stage>/, outside the stage directory that publishing replaces.
+    tracking = TrackingSpec(
+        history_csv=work.path(HISTORY_CSV),
+        log_dir=run_dir / "tracking" / work.stage,
+        trackers=tuple(trackers),
+        tags={"run": run_dir.name, "stage": work.stage, "stage_id": work.id},
+    )
+    per_seed: list[dict[str, Any]] = []
+    published: dict[str, Any] = {}
+    for index, seed in enumerate(optim.seeds):
+        torch.manual_seed(seed)
+        distiller = make_distiller(seed)
+        label = f"{work.stage} {arch}" + (f" seed {seed}" if len(optim.seeds) > 1 else "")
+        run = RunSettings(
+            device=device,
+            seed=seed,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            base_lr=base_lr,
+            checkpoint_path=work.path(f"checkpoints/seed{seed}.pt"),
+            resume=options.resume,
+            label=label,
+            augment=augment,
+            reuse_teacher_outputs=reuse_teacher_outputs,
+            tracking=tracking,
+        )
+        result = fit(distiller, bundle, optim, run, console=options.log)
         if rank != 0:
-            distributed.barrier()  # rank 0 has published the stage once this returns
-            return StageResult(work.stage, work.stage_dir, read_manifest(work.stage_dir), cached=False)
+            continue
+        distiller.load_state_dict(result.best_state)
+        distiller.eval()
         metrics = {
-            **{k: v for k, v in per_seed[0].items() if k != "seed"},
-            "params": published["params"],
-            "history": published["history"],
-            "data": bundle.describe(),
+            "seed": seed,
+            "val_top1": result.best_val_top1,
+            "best_epoch": result.best_epoch,
+            **evaluate_splits(distiller.predict, bundle, device, eval_batch_size),
+            "train_seconds": round(result.seconds, 2),
         }
-        if len(per_seed) > 1:
-            metrics.update(summarise_seeds(per_seed))
-        manifest = work.commit(metrics=metrics, model=published["spec"], device=device)
-        distributed.barrier()
-        return StageResult(work.stage, work.stage_dir, manifest, cached=False)
+        per_seed.append(metrics)
+        if index == 0:  # the first seed's model is the one the later stages consume
+            deployable = distiller.deployable().cpu().eval()
+            save_weights(deployable, work.path("model.safetensors"))
+            work.add_artifact("model", "model.safetensors", format="torch")
+            params = sum(p.numel() for p in deployable.parameters())
+            published = {
+                "history": result.history,
+                "params": params,
+                "spec": model_spec(arch, bundle, distiller.deployment_spec(), params, source=source),
+            }
+    if rank != 0:
+        return PUBLISHED_BY_RANK_ZERO
+    work.add_artifact("history", HISTORY_CSV)  # one row per seed and epoch: loss parts, top-1, LR, time
+    metrics = {
+        **{k: v for k, v in per_seed[0].items() if k != "seed"},
+        "params": published["params"],
+        "history": published["history"],
+        "data": bundle.describe(),
+    }
+    if len(per_seed) > 1:
+        metrics.update(summarise_seeds(per_seed))
+    return Built(metrics, model=published["spec"], device=device)

@@ -9,17 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cidpipe.config import Recipe
 from cidpipe.gate import (
     GATE_JSON,
     GateConfig,
     GateReport,
     evaluate_gate,
     load_baseline,
+    load_gate_config,
     save_baseline,
     write_gate_json,
     write_junit,
     write_markdown_summary,
 )
+from cidpipe.stages.contract import Parent, Stage, StageOptions
 
 
 @dataclass
@@ -29,6 +32,11 @@ class GateOutputs:
     junit: Path
     summary: Path
     baseline_saved: Path | None = None
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed (not-comparable checks do not fail a gate)."""
+        return self.report.passed
 
 
 def run_gate(
@@ -51,3 +59,17 @@ def run_gate(
         save_baseline(run_dir, save_baseline_to)
         saved = Path(save_baseline_to)
     return GateOutputs(report, Path(gate_json), Path(junit_path), Path(summary_path), saved)
+
+
+class GateStage(Stage):
+    name, verb, addressed = "gate", "gate", False
+
+    def enabled(self, recipe: Recipe) -> bool:
+        return recipe.gate.enabled
+
+    def build(self, recipe: Recipe, work, inputs: dict[str, Parent], options: StageOptions) -> GateOutputs:
+        config = load_gate_config(recipe.gate.model_dump(mode="json", exclude_none=True))
+        return run_gate(recipe.run_dir(), config, baseline=recipe.gate.baseline)
+
+
+GATE = GateStage()

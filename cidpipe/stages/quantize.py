@@ -1,29 +1,21 @@
-"""The ``quantize`` stage: INT8 (ONNX Runtime static QDQ, calibrated on training images) or FP16 from the
-exported FP32 ONNX. The top-1 cost is measured on the validation split, never on test."""
+"""The ``quantize`` stage: INT8 (ONNX Runtime static QDQ, calibrated on training images) and/or FP16 from the
+exported FP32 ONNX, one artifact per variant side by side (``quantize.modes`` / ``quantize.targets``). The
+top-1 cost is measured on the validation split, never on test.
+
+With ``quantize.qat.enabled`` (true, or auto when PTQ misses ``quantize.max_drop``) an INT8 variant is
+fine-tuned with fake quantization and the run's distillation loss (quantize/qat.py); the stage then also
+reads the student and teacher stages. Each INT8 variant's metrics say which path made the artifact
+(``path``: ptq | qat) and hold every measured drop (``ptq``, ``qat``)."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 
 from cidpipe.config import Recipe
-from cidpipe.data.registry import load_dataset
-from cidpipe.manifest import StageWork, read_manifest
-from cidpipe.quantize.fp16 import convert_fp16
-from cidpipe.quantize.int8 import quantize_static_int8
-from cidpipe.stages.common import StageOptions, StageResult, discard_on_error, reuse_if_cached, stage_dir
-
-SUFFIX = {"int8": "model.int8.onnx", "fp16": "model.fp16.onnx"}
-
-
-def quantize_work(recipe: Recipe, export_id: str) -> StageWork:
-    return StageWork(
-        stage_dir(recipe, "quantize"),
-        "quantize",
-        recipe.quantize.model_dump(mode="json"),
-        {"export": export_id},
-        recipe=recipe.name,
-        recipe_id=recipe.recipe_id(),
-    )
+from cidpipe.manifest import StageWork
+from cidpipe.stages.contract import Built, Parent, Stage, StageOptions
 
 
 def calibration_images(recipe: Recipe, bundle) -> np.ndarray:
@@ -35,37 +27,106 @@ def calibration_images(recipe: Recipe, bundle) -> np.ndarray:
     return images
 
 
-def run_quantize(recipe: Recipe, options: StageOptions) -> StageResult:
-    export_dir = stage_dir(recipe, "export")
-    exported = read_manifest(export_dir)
-    work = quantize_work(recipe, exported.id)
-    cached = reuse_if_cached(work, options)
-    if cached:
-        return cached
-    fp32 = exported.artifact_path(export_dir, "onnx")
-    cfg = recipe.quantize
-    with discard_on_error(work.open()):
-        out = work.path(SUFFIX[cfg.mode])
-        if cfg.mode == "int8":
-            bundle = load_dataset(recipe.data)
-            # The paper protocol (val_fraction 0) has no validation split: the drop is then not measured
-            # here (never on test); the bench measures every artifact on the test split instead.
-            val = bundle.val.to_numpy() if len(bundle.val) else None
-            info = quantize_static_int8(fp32, out, calibration_images(recipe, bundle), cfg, val=val)
-            measured = (
-                f"validation top-1 {info['top1_fp32']:.2f}% -> {info['top1_int8']:.2f}% "
-                f"(drop {info['drop']:.2f} points, {len(info['nodes_in_float'])} nodes kept in float)"
-                if info.get("top1_int8") is not None
-                else "no validation split, drop measured by the bench"
+class QuantizeStage(Stage):
+    name, verb = "quantize", "quantize"
+    makes_deployables = True
+
+    def enabled(self, recipe: Recipe) -> bool:
+        return recipe.quantize.enabled and recipe.export.enabled
+
+    def parents(self, recipe: Recipe) -> tuple[str, ...]:
+        # Only when QAT can run: a PTQ-only recipe keeps its parents, and with them its stage id.
+        return ("export", "student", "teacher") if qat_possible(recipe) else ("export",)
+
+    def validate(self, recipe: Recipe) -> None:
+        from cidpipe.errors import ConfigError
+
+        qat = recipe.quantize.qat
+        if qat.enabled is True and not qat_possible(recipe):
+            raise ConfigError(
+                "quantize.qat.enabled is true but the recipe distils no student (QAT fine-tunes "
+                "the distilled student against its teacher); add a student or use auto/false"
             )
-            options.out.print(
-                f"INT8 ({cfg.calibration.method}, {info['calibration']['samples']} calibration images): "
-                + measured
+        if qat.enabled is True and "int8" not in {mode for _, mode, _ in recipe.quantize.variants()}:
+            raise ConfigError("quantize.qat needs an INT8 variant; set quantize.mode: int8")
+
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        return recipe.quantize.model_dump(mode="json")
+
+    def build(
+        self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions
+    ) -> Built:
+        from cidpipe.quantize.fp16 import convert_fp16
+
+        exported = inputs["export"]
+        fp32 = exported.manifest.artifact_path(exported.dir, "model")
+        variants: dict[str, dict[str, Any]] = {}
+        bundle = None
+        for key, mode, target in recipe.quantize.variants():
+            name = f"model.{key}.onnx"
+            if mode == "int8":
+                if bundle is None:
+                    from cidpipe.data.registry import load_dataset
+
+                    bundle = load_dataset(recipe.data)
+                info = _int8(recipe, fp32, work.path(name), bundle, target, options, inputs, work)
+            else:
+                info = convert_fp16(fp32, work.path(name))
+            info["format"] = f"onnx-{mode}"
+            variants[key] = info
+            work.add_artifact(
+                key, name, format=f"onnx-{mode}", role=exported.manifest.artifacts["model"].role
             )
-        else:
-            info = convert_fp16(fp32, out)
-        work.add_artifact("onnx", out.name)
-        manifest = work.commit(
-            metrics={**info, "format": f"onnx-{cfg.mode}"}, model=exported.model, device="cpu"
-        )
-    return StageResult(work.stage, work.stage_dir, manifest, cached=False)
+        first = next(iter(variants.values()))
+        # The first variant's numbers stay at the top level, where `cidpipe quantize` and older readers look.
+        metrics = {**first, "variants": variants}
+        return Built(metrics, model=exported.manifest.model, device="cpu")
+
+
+def qat_possible(recipe: Recipe) -> bool:
+    """QAT is asked for (true or auto) and the run has a distilled student and its teacher to use."""
+    return (
+        recipe.quantize.qat.enabled is not False
+        and recipe.student is not None
+        and recipe.distill.enabled
+        and any(mode == "int8" for _, mode, _ in recipe.quantize.variants())
+    )
+
+
+def _int8(
+    recipe: Recipe, fp32, out, bundle, target: str, options: StageOptions, inputs=None, work=None
+) -> dict[str, Any]:
+    from cidpipe.quantize.int8 import quantize_static_int8
+
+    cfg = recipe.quantize.model_copy(update={"mode": "int8", "target": target})
+    # The paper protocol (val_fraction 0) has no validation split: the drop is then not measured here
+    # (never on test); the bench measures every artifact on the test split instead.
+    val = bundle.val.to_numpy() if len(bundle.val) else None
+    calib = calibration_images(recipe, bundle)
+    qat = qat_possible(recipe) and inputs is not None and "student" in inputs
+    info = quantize_static_int8(fp32, out, calib, cfg, val=val, on_budget_miss="return" if qat else "raise")
+    if qat:
+        from cidpipe.quantize.qat_stage import ptq_then_qat
+
+        info = ptq_then_qat(recipe, cfg, fp32, out, info, bundle, calib, val, inputs, work, target, options)
+    measured = (
+        f"validation top-1 {info['top1_fp32']:.2f}% -> {info['top1_int8']:.2f}% "
+        f"(drop {info['drop']:.2f} points, {len(info['nodes_in_float'])} nodes kept in float)"
+        if info.get("top1_int8") is not None
+        else "no validation split, drop measured by the bench"
+    )
+    options.log.print(
+        f"INT8 for {target} ({cfg.calibration.method}, {info['calibration']['samples']} calibration images): "
+        + measured
+    )
+    return info
+
+
+QUANTIZE = QuantizeStage()
+
+
+def run_quantize(recipe: Recipe, options: StageOptions):
+    """Quantize the exported model into every variant the recipe asks for."""
+    from cidpipe.pipeline import run_stage
+
+    return run_stage(QUANTIZE, recipe, options)

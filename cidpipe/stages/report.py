@@ -5,16 +5,28 @@ from __future__ import annotations
 from pathlib import Path
 
 from cidpipe.config import Recipe
-from cidpipe.report import write_report
-from cidpipe.stages.common import StageOptions
+from cidpipe.stages.contract import Parent, Stage, StageOptions
 
 
-def run_report(recipe: Recipe, options: StageOptions) -> dict[str, Path]:
-    paths = write_report(
-        [recipe.run_dir()],
-        recipe.run_dir() / "report",
-        html=recipe.report.html,
-        latency=recipe.report.latency,
-    )
-    options.out.print(f"report: {paths.get('html') or paths['markdown']}")
-    return paths
+class ReportStage(Stage):
+    name, verb, addressed = "report", "report", False
+
+    def enabled(self, recipe: Recipe) -> bool:
+        return recipe.report.enabled
+
+    def build(
+        self, recipe: Recipe, work, inputs: dict[str, Parent], options: StageOptions
+    ) -> dict[str, Path]:
+        from cidpipe.report import write_report
+
+        paths = write_report(
+            [recipe.run_dir()],
+            recipe.run_dir() / "report",
+            html=recipe.report.html,
+            latency=recipe.report.latency,
+        )
+        options.log.print(f"report: {paths.get('html') or paths['markdown']}")
+        return paths
+
+
+REPORT = ReportStage()

@@ -1,74 +1,111 @@
-"""The ``train`` stage: cross-entropy training of the teacher (or any registry model).
+"""The ``teacher`` stage (``cidpipe train``): cross-entropy training of the teacher, or importing it.
 
-With ``teacher.model.checkpoint`` set, the stage imports those weights instead of training (evaluated and
-published the same way), so the distill stage always reads a teacher manifest.
+With ``teacher.model.weights`` set (a registry, timm, torchvision or python: model in its library's own
+layout) and the classifier matching the dataset's classes, the stage imports those weights instead of
+training (evaluated and published the same way), so the student stage always reads a teacher manifest. With
+``pretrained: true``, or weights whose classifier had another class count (the head is then reset), the
+teacher is fine-tuned from them with ``teacher.train``. ``teacher.input`` gives the teacher its own input size
+and statistics (a 224 px ImageNet-normalised teacher for a 160 px student).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from cidpipe.config import Recipe
-from cidpipe.data.registry import load_dataset
-from cidpipe.distill.registry import build_distiller
-from cidpipe.manifest import StageWork, sha256_file
-from cidpipe.modelio import load_state_strict, load_weights, model_spec, save_weights
-from cidpipe.models import build_model, model_info
-from cidpipe.preflight import preflight_training
-from cidpipe.stages.common import StageOptions, StageResult, reuse_if_cached, stage_dir
-from cidpipe.stages.fit_stage import evaluate_splits, fit_and_publish, place_on_device
-from cidpipe.training.evaluate import top1_accuracy
+from cidpipe.manifest import StageWork
+from cidpipe.stages.contract import Built, Parent, StageOptions
+from cidpipe.stages.training_stage import TrainingStage
 
 
-def teacher_work(recipe: Recipe) -> StageWork:
-    config = {"data": recipe.data.model_dump(mode="json"), "teacher": recipe.teacher.model_dump(mode="json")}
-    checkpoint = recipe.teacher.model.checkpoint
-    if checkpoint is not None and checkpoint.is_file():
-        config["teacher_weights_sha256"] = sha256_file(checkpoint)
-    return StageWork(
-        stage_dir(recipe, "train"), "teacher", config, {}, recipe=recipe.name, recipe_id=recipe.recipe_id()
-    )
+def teacher_data(recipe: Recipe):
+    """The data section as the teacher sees it: the recipe's, with ``teacher.input`` size and statistics."""
+    if recipe.teacher.input is None:
+        return recipe.data
+    return recipe.data.model_copy(update=recipe.teacher.input.overrides())
 
 
-def run_train(recipe: Recipe, options: StageOptions) -> StageResult:
-    preflight_training(recipe)
-    work = teacher_work(recipe)
-    cached = reuse_if_cached(work, options)
-    if cached:
-        return cached
-    teacher = recipe.teacher
-    info = model_info(teacher.model.arch)  # unknown arch fails here, before any data is read
-    bundle = place_on_device(load_dataset(recipe.data), recipe, options)
-    in_channels = bundle.input_shape[0]
-    if teacher.model.checkpoint is not None:
-        return _import_teacher(recipe, work, bundle, options)
+def imports_as_is(source: dict[str, Any]) -> bool:
+    """Weights given and the head kept: the teacher is imported (evaluated, never trained)."""
+    return bool(source.get("weights")) and not source.get("head_reset")
 
-    def make(seed: int):
-        model = build_model(teacher.model.arch, bundle.num_classes, in_channels=in_channels)
-        return build_distiller(
-            "ce", model, None, recipe.distill, num_classes=bundle.num_classes, epochs=teacher.train.epochs
+
+class TeacherStage(TrainingStage):
+    name, verb = "teacher", "train"
+
+    def config(self, recipe: Recipe) -> dict[str, Any]:
+        config = {
+            "data": recipe.data.model_dump(mode="json"),
+            "teacher": recipe.teacher.model_dump(mode="json"),
+        }
+        return self.with_weights_sha(config, recipe.teacher.model, "teacher_weights_sha256")
+
+    def build(
+        self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions
+    ) -> Built | None:
+        from cidpipe.data.registry import load_dataset
+        from cidpipe.distill.registry import build_distiller
+        from cidpipe.models import model_info
+        from cidpipe.models.sources import build_from_config
+        from cidpipe.stages.fit_stage import fit_seeds, place_on_device
+
+        teacher = recipe.teacher
+        info = model_info(teacher.model.arch)  # unknown arch fails here, before any data is read
+        bundle = place_on_device(load_dataset(teacher_data(recipe)), recipe, options)
+        channels = bundle.input_shape[0]
+        model, source = build_from_config(teacher.model, bundle.num_classes, in_channels=channels)
+        if imports_as_is(source):
+            return _import_teacher(recipe, work, bundle, model, source, options)
+        log_source(source, "teacher", options)
+
+        def make(seed: int):
+            # Built again under the seed fit_seeds has just set: a fresh init is the seed's own, and every
+            # seed starts from the same loaded weights.
+            fresh, _ = build_from_config(teacher.model, bundle.num_classes, in_channels=channels)
+            return build_distiller(
+                "ce", fresh, None, recipe.distill, num_classes=bundle.num_classes, epochs=teacher.train.epochs
+            )
+
+        return fit_seeds(
+            work,
+            bundle,
+            teacher.train,
+            arch=teacher.model.arch,
+            base_lr=teacher.train.lr or info.default_lr,
+            make_distiller=make,
+            options=options,
+            batch_size=recipe.data.batch_size,
+            eval_batch_size=recipe.data.eval_batch_size,
+            augment=recipe.data.augment,
+            trackers=tuple(recipe.report.trackers),
+            source=source,
         )
 
-    return fit_and_publish(
-        work,
-        bundle,
-        teacher.train,
-        arch=teacher.model.arch,
-        base_lr=teacher.train.lr or info.default_lr,
-        make_distiller=make,
-        options=options,
-        batch_size=recipe.data.batch_size,
-        eval_batch_size=recipe.data.eval_batch_size,
-        augment=recipe.data.augment,
-    )
+
+def log_source(source: dict[str, Any], role: str, options: StageOptions) -> None:
+    """Say where a model's weights came from, and that its head was reset when it was."""
+    if source.get("weights"):
+        options.log.print(f"{role}: weights from {source['weights']} ({source.get('weights_layout')} layout)")
+    elif source.get("pretrained"):
+        options.log.print(
+            f"{role}: the library's pretrained weights ({source.get('pretrained_tag', 'default')})"
+        )
+    if source.get("head_reset"):
+        options.log.print(
+            f"[yellow]{role}: the checkpoint's classifier has {source.get('checkpoint_classes')} classes; "
+            "the head was re-initialised for this dataset and is trained[/]"
+        )
 
 
-def _import_teacher(recipe: Recipe, work: StageWork, bundle, options: StageOptions) -> StageResult:
-    arch, path = recipe.teacher.model.arch, recipe.teacher.model.checkpoint
-    model = build_model(arch, bundle.num_classes, in_channels=bundle.input_shape[0])
-    load_state_strict(model, load_weights(path), str(path), arch)
+def _import_teacher(recipe: Recipe, work: StageWork, bundle, model, source, options: StageOptions) -> Built:
+    from cidpipe.modelio import model_spec, save_weights
+    from cidpipe.stages.fit_stage import evaluate_splits
+    from cidpipe.training.accuracy import top1_accuracy
+
+    arch, path = recipe.teacher.model.arch, recipe.teacher.model.weights
     model.eval().to(options.device)
-    work.open()
     save_weights(model, work.path("model.safetensors"))
-    work.add_artifact("model", "model.safetensors")
+    work.add_artifact("model", "model.safetensors", format="torch", role="teacher")
     params = sum(p.numel() for p in model.parameters())
     metrics = {
         "val_top1": top1_accuracy(model, bundle.val, device=options.device) if len(bundle.val) else None,
@@ -77,8 +114,16 @@ def _import_teacher(recipe: Recipe, work: StageWork, bundle, options: StageOptio
         "imported_from": str(path),
         "data": bundle.describe(),
     }
-    manifest = work.commit(
-        metrics=metrics, model=model_spec(arch, bundle, {"head": "plain"}, params), device=options.device
-    )
-    options.out.print(f"imported teacher weights from {path}: test top-1 {metrics['test_top1']:.2f}%")
-    return StageResult(work.stage, work.stage_dir, manifest, cached=False)
+    options.log.print(f"imported teacher weights from {path}: test top-1 {metrics['test_top1']:.2f}%")
+    spec = model_spec(arch, bundle, {"head": "plain"}, params, source=source)
+    return Built(metrics, model=spec, device=options.device)
+
+
+TEACHER = TeacherStage()
+
+
+def run_train(recipe: Recipe, options: StageOptions):
+    """Train (or import) the recipe's teacher; the finished stage when it is cached."""
+    from cidpipe.pipeline import run_stage
+
+    return run_stage(TEACHER, recipe, options)

@@ -22,7 +22,7 @@ from cidpipe.config import Recipe
 from cidpipe.errors import ConfigError, TrainingDiverged, UsageError
 from cidpipe.manifest import Manifest
 from cidpipe.modelio import load_stage_model
-from cidpipe.stages.common import StageOptions, StageResult
+from cidpipe.stages.contract import StageOptions, StageResult
 from cidpipe.study.probe import ProbeSettings, linear_probe, resolve_probe_dataset
 
 DEFAULT_METHODS = ("ce", "kd", "fitnet", "dkd", "cid")
@@ -162,7 +162,7 @@ def run_comparison(
     from cidpipe.study.markdown import render_comparison, write_section
 
     options = options or StageOptions()
-    console: Console = options.out
+    console: Console = options.log
     methods = check_methods(list(methods))
     seeds = list(dict.fromkeys(int(s) for s in seeds))
     if not seeds:

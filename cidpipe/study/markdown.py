@@ -7,12 +7,11 @@ named after its recipe, which a rerun replaces in place; text outside the marker
 from __future__ import annotations
 
 import datetime as dt
-import os
-import platform
 import re
 from pathlib import Path
 
 from cidpipe.atomic import atomic_write_text
+from cidpipe.machine import machine_line
 from cidpipe.study.compare import Comparison
 from cidpipe.study.stats import exceeds_noise, format_mean_std, mean_std, paired_differences
 
@@ -29,26 +28,6 @@ def column_title(column: str) -> str:
     if column.startswith("probe:"):
         return f"linear probe {column.removeprefix('probe:')} %"
     return COLUMN_TITLES.get(column, column)
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine_line(device: str) -> str:
-    import torch
-
-    parts = [f"CPU {cpu_model()}", f"{os.cpu_count()} cores", f"torch {torch.__version__}",
-             f"device {device}"]
-    if device.startswith("cuda") and torch.cuda.is_available():
-        parts.append(torch.cuda.get_device_name(torch.device(device)))
-    return ", ".join(parts)
 
 
 def _table(comparison: Comparison) -> list[str]:

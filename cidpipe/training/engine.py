@@ -16,8 +16,9 @@ import torch
 
 from cidpipe.train_config import OptimConfig
 from cidpipe.training import distributed
-from cidpipe.training.schedule import build_optimizer
+from cidpipe.training.schedule import build_optimizer, lr_scaled_groups
 from cidpipe.training.step import compiled_step
+from cidpipe.training.tracking import TrackingSpec
 
 
 def autocast_context(cfg: OptimConfig, device: str):
@@ -47,6 +48,8 @@ class RunSettings:
     augment: bool = True
     # distill.reuse_teacher_outputs: teacher outputs computed once per sample (see step.py).
     reuse_teacher_outputs: bool = False
+    # history.csv and report.trackers (tracking.py); None tracks nothing. Never changes what is trained.
+    tracking: TrackingSpec | None = None
 
 
 @dataclass
@@ -73,7 +76,11 @@ def build_engine(distiller: torch.nn.Module, cfg: OptimConfig, device: str, base
     distiller.to(device)
     if channels_last:
         distiller.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(distiller.param_groups(cfg.weight_decay), cfg, base_lr, device)
+    groups = lr_scaled_groups(distiller.param_groups(cfg.weight_decay), distiller, cfg)
+    optimizer = build_optimizer(groups, cfg, base_lr, device)
+    if hasattr(distiller, "set_label_smoothing"):
+        # Before compile: the smoothing is a constant of the compiled step.
+        distiller.set_label_smoothing(cfg.label_smoothing)
     find_unused = bool(getattr(distiller, "ddp_find_unused_parameters", False))
     train_module = distributed.wrap(distiller, device, find_unused_parameters=find_unused)
     step_forward = compiled_step(train_module, cfg, device)

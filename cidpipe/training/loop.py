@@ -25,6 +25,7 @@ from cidpipe.training.epoch import SYNC_EVERY, EpochPlan, run_epoch
 from cidpipe.training.progress import FitProgress
 from cidpipe.training.state import FitState, restore_fit_checkpoint, save_fit_checkpoint
 from cidpipe.training.step import cache_teacher_outputs
+from cidpipe.training.tracking import check_trackers_available, open_trackers
 from cidpipe.training.validation import check_selection
 
 # Imported from here by the stages, tests and benchmarks.
@@ -53,6 +54,8 @@ def fit(
 ) -> FitResult:
     console = console or Console(stderr=True)
     check_selection(cfg, bundle.val, run.label)
+    if run.tracking is not None:  # a missing tracker library is refused before any compute
+        check_trackers_available(run.tracking.trackers)
     engine = build_engine(distiller, cfg, run.device, run.base_lr)
     if run.reuse_teacher_outputs:
         cache_teacher_outputs(distiller, bundle.train, run.device, run.eval_batch_size, engine.amp,
@@ -64,17 +67,24 @@ def fit(
             console.print(f"[cyan]{run.label}[/]: resuming from the checkpoint after epoch "
                           f"{state.next_epoch}")
     plan = EpochPlan.of(len(bundle.train), run, engine.world)
+    # Opened with the checkpoint's history, so a resumed fit's trackers hold each kept epoch exactly once.
+    trackers = open_trackers(run.tracking, seed=run.seed, epochs=cfg.epochs, history=state.history,
+                             checkpoint_path=run.checkpoint_path, rank=engine.rank, console=console)
     began = time.perf_counter()
-    with FitProgress(console, run.label, cfg.epochs, plan.steps_per_epoch, state.next_epoch,
-                     rank=engine.rank) as progress:
-        for epoch in range(state.next_epoch, cfg.epochs):
-            record = run_epoch(engine, bundle, cfg, run, epoch, plan, progress)
-            state.history.append(record)
-            state.select(cfg.select, record, distiller)
-            state.next_epoch = epoch + 1
-            progress.epoch_done(record)
-            if engine.rank == 0:
-                save_fit_checkpoint(run.checkpoint_path, state, distiller, engine.optimizer)
+    try:
+        with FitProgress(console, run.label, cfg.epochs, plan.steps_per_epoch, state.next_epoch,
+                         rank=engine.rank) as progress:
+            for epoch in range(state.next_epoch, cfg.epochs):
+                record = run_epoch(engine, bundle, cfg, run, epoch, plan, progress)
+                state.history.append(record)
+                state.select(cfg.select, record, distiller)
+                state.next_epoch = epoch + 1
+                progress.epoch_done(record)
+                if engine.rank == 0:
+                    save_fit_checkpoint(run.checkpoint_path, state, distiller, engine.optimizer)
+                    trackers.on_epoch(record)  # after the checkpoint: a tracked epoch is one a resume keeps
+    finally:
+        trackers.close()  # also on Ctrl-C / NaN: TensorBoard flushed, the MLflow run marked KILLED
     if run.reuse_teacher_outputs:
         distiller.clear_teacher_cache()  # free the per-sample outputs; the caller only predicts from here
     return FitResult(

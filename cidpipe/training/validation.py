@@ -10,8 +10,8 @@ from cidpipe.data.split import Split
 from cidpipe.errors import ConfigError
 from cidpipe.train_config import OptimConfig
 from cidpipe.training import distributed
+from cidpipe.training.accuracy import top1_accuracy
 from cidpipe.training.engine import Engine
-from cidpipe.training.evaluate import top1_accuracy
 
 
 def check_selection(cfg: OptimConfig, val: Split, label: str) -> None:

@@ -27,7 +27,9 @@ def predict_logits(backend: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
 def evaluate(
     backend: Any, x: np.ndarray, y: np.ndarray, batch_size: int, ref_pred: np.ndarray | None = None
 ) -> dict[str, Any]:
-    """{"n", "top1", "top5" (only when there are more than 5 classes), "agreement" (with ref_pred)}."""
+    """{"n", "top1", "top5" (only when there are more than 5 classes), "agreement" (with ref_pred),
+    "per_class_top1" (percent per class, None for a class absent from y), "confusion" (rows: true class,
+    columns: predicted; only up to MAX_CONFUSION_CLASSES classes, where a matrix is still readable)}."""
     if len(x) == 0:
         raise ValueError("the evaluation set is empty")
     if len(x) != len(y):
@@ -45,4 +47,24 @@ def evaluate(
         if len(reference) != len(labels):
             raise ValueError(f"ref_pred has {len(reference)} entries for {len(labels)} samples")
         result["agreement"] = float((pred == reference).mean() * 100.0)
+    result["per_class_top1"] = per_class_top1(pred, labels, num_classes)
+    if num_classes <= MAX_CONFUSION_CLASSES:
+        result["confusion"] = confusion_matrix(pred, labels, num_classes)
     return result
+
+
+MAX_CONFUSION_CLASSES = 20
+
+
+def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> list[list[int]]:
+    counts = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(counts, (labels, pred), 1)
+    return counts.tolist()
+
+
+def per_class_top1(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> list[float | None]:
+    out: list[float | None] = []
+    for cls in range(num_classes):
+        mask = labels == cls
+        out.append(float((pred[mask] == cls).mean() * 100.0) if mask.any() else None)
+    return out

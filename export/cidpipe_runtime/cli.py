@@ -9,8 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import socket
 import sys
 import traceback
 from typing import Any
@@ -20,6 +18,7 @@ import numpy as np
 from cidpipe_runtime import __version__
 from cidpipe_runtime.accuracy import evaluate, tile_to_batch
 from cidpipe_runtime.errors import InputError, RuntimeFailure
+from cidpipe_runtime.host import host_facts
 from cidpipe_runtime.latency import high_cov_warning, measure_latency
 from cidpipe_runtime.memory import peak_rss_bytes
 
@@ -100,15 +99,8 @@ def _make_backend(args: argparse.Namespace) -> Any:
     return TrtBackend(args.model)
 
 
-def _host(backend: Any) -> dict[str, str]:
-    host = {
-        "hostname": socket.gethostname(),
-        "machine": platform.machine(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-    }
-    host[backend.name] = getattr(backend, "library_version", "unknown")
-    return host
+def _host(backend: Any) -> dict[str, Any]:
+    return host_facts(**{backend.name: getattr(backend, "library_version", "unknown")})
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -142,6 +134,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threads": getattr(backend, "threads", args.threads),
         "accuracy": accuracy,
         "latency": latency,
+        # this process loaded only this artifact, so its ru_maxrss is the artifact's peak
         "peak_rss_bytes": peak_rss_bytes(),
         "warnings": warnings,
         "host": _host(backend),

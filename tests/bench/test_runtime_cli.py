@@ -81,6 +81,14 @@ def test_json_schema_accuracy_and_agreement(onnx_path, npz_path, classifier, eva
         "top5": float((top5 == eval_set["y"][:, None]).any(axis=1).mean() * 100),
         "agreement": float((pred == eval_set["ref_pred"]).mean() * 100),
     }
+    labels = eval_set["y"]
+    classes = classifier.logits(eval_set["x"]).shape[1]
+    expected["per_class_top1"] = [
+        float((pred[labels == c] == c).mean() * 100) if (labels == c).any() else None for c in range(classes)
+    ]
+    expected["confusion"] = [
+        [int(((labels == t) & (pred == p)).sum()) for p in range(classes)] for t in range(classes)
+    ]
     assert doc["accuracy"] == expected
     assert expected["agreement"] == 90.0 and 0 < expected["top1"] < 100
 

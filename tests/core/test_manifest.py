@@ -32,7 +32,7 @@ def test_commit_publishes_only_artifacts_and_manifest(tmp_path):
     assert sorted(p.name for p in stage.iterdir()) == ["manifest.json", "model.bin"]
     assert not work.work_dir.exists()
     data = json.loads((stage / "manifest.json").read_text())
-    assert data["schema"] == 2 and data["status"] == "complete"
+    assert data["schema"] == 3 and "status" not in data
     assert len(data["digest"]) == 64
     assert data["artifacts"]["model"]["bytes"] == len(b"weights")
     assert set(data["env"]) >= {"cidpipe", "torch", "python", "device", "git_sha"}

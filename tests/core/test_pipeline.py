@@ -11,7 +11,7 @@ import yaml
 from cidpipe.config import validate_recipe
 from cidpipe.pipeline import make_plan
 from cidpipe.report.tables import ms
-from tests.conftest import run_cli, tiny_recipe_dict
+from tests.conftest import json_reply, run_cli, tiny_recipe_dict
 
 FULL = {
     "student": {"train": {"epochs": 3}},
@@ -45,14 +45,15 @@ def test_every_stage_publishes_a_manifest(finished_run):
     run_dir = root / "runs" / "tiny"
     for stage in ("teacher", "student", "export", "quantize", "bench"):
         manifest = json.loads((run_dir / stage / "manifest.json").read_text())
-        assert manifest["status"] == "complete" and manifest["recipe"] == "tiny"
+        assert manifest["stage"] == stage and manifest["recipe"] == "tiny"
     student = json.loads((run_dir / "student" / "manifest.json").read_text())
     teacher = json.loads((run_dir / "teacher" / "manifest.json").read_text())
     assert student["parents"] == {"teacher": teacher["id"]}
     assert student["model"]["head"]["head"] == "cid"
     bench = json.loads((run_dir / "bench" / "manifest.json").read_text())
-    formats = {row["format"] for row in bench["metrics"]["results"]}
-    assert formats == {"torch", "onnx-fp32", "onnx-int8"}
+    formats = {(row["role"], row["format"]) for row in bench["metrics"]["results"]}
+    student_formats = {("student", f) for f in ("torch", "onnx-fp32", "onnx-int8")}
+    assert formats == student_formats | {("teacher", "torch"), ("teacher", "onnx-fp32")}
     assert (run_dir / "gate" / "gate.json").is_file()
     report = (run_dir / "report" / "report.md").read_text()
     assert f"{student['metrics']['test_top1']:.2f}" in report, "the report shows the run's own numbers"
@@ -66,10 +67,10 @@ def test_second_run_is_all_cached(finished_run):
     _, recipe, _ = finished_run
     again = run_cli("run", str(recipe), "--device", "cpu", "--json")
     assert again.returncode == 0, again.stderr[-2000:]
-    actions = {step["name"]: step["action"] for step in json.loads(again.stdout)["plan"]}
+    actions = {step["name"]: step["action"] for step in json_reply(again)["plan"]}
     assert actions == {
-        "train": "cached",
-        "distill": "cached",
+        "teacher": "cached",
+        "student": "cached",
         "export": "cached",
         "quantize": "cached",
         "trt": "skip",
@@ -84,11 +85,11 @@ def test_changing_quantization_reruns_only_quantize_and_after(finished_run):
     raw = yaml.safe_load(recipe_path.read_text())
     raw["quantize"]["calibration"]["method"] = "percentile"
     plan = {p.name: p.action for p in make_plan(validate_recipe(raw))}
-    assert plan["train"] == plan["distill"] == plan["export"] == "cached"
+    assert plan["teacher"] == plan["student"] == plan["export"] == "cached"
     assert plan["quantize"] == plan["bench"] == "run"
     raw["distill"]["cid"]["class_weight"] = 0.5
     plan = {p.name: p.action for p in make_plan(validate_recipe(raw))}
-    assert plan["train"] == "cached" and plan["distill"] == "run" and plan["export"] == "run"
+    assert plan["teacher"] == "cached" and plan["student"] == "run" and plan["export"] == "run"
 
 
 def test_dry_run_prints_plan_and_runs_nothing(finished_run, tmp_path):

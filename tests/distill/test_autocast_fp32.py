@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from cidpipe.distill import build_distiller
+from cidpipe.distill import build_distiller, list_methods
 from cidpipe.distill.deploy import CIDDeployable, intervened_logits
 from cidpipe.distill.losses import (
     class_representation_loss,
@@ -107,7 +107,7 @@ def _step(distiller, y: Tensor, *, autocast: bool):
     return out, grads
 
 
-@pytest.mark.parametrize("method", ["ce", "kd", "fitnet", "dkd", "cid"])
+@pytest.mark.parametrize("method", list_methods())
 def test_loss_and_parts_under_autocast_equal_the_fp32_reference(method, distill_cfg):
     distiller, y = _distiller(method, distill_cfg)
     reference, reference_grads = _step(distiller, y, autocast=False)

@@ -33,7 +33,7 @@ from cidpipe.config import load_recipe
 from cidpipe.data.registry import load_dataset
 from cidpipe.distill.losses import true_class_probability
 from cidpipe.modelio import load_stage_model
-from tests.conftest import run_cli, tiny_recipe_dict
+from tests.conftest import json_reply, run_cli, tiny_recipe_dict
 
 PROBE = Path(__file__).with_name("rank_probe.py")
 WORLD = 2
@@ -93,7 +93,7 @@ def test_torchrun_two_ranks_agree_and_publish_one_stage(teacher_run, tmp_path):
     run_dir = teacher_run.parent / "runs" / "tiny"
     assert sorted(p.name for p in run_dir.iterdir()) == ["recipe.yaml", "student", "teacher"]
     manifest = json.loads((run_dir / "student" / "manifest.json").read_text())
-    assert manifest["status"] == "complete"
+    assert manifest["stage"] == "student" and manifest["digest"]
 
     for epoch in range(TRAIN["epochs"]):  # warm-up is 1 epoch: both epochs accumulate a dictionary
         rank0, rank1 = (torch.load(dumps / f"rank{r}-epoch{epoch}.pt", weights_only=True) for r in (0, 1))
@@ -127,8 +127,8 @@ def test_nproc_option_relaunches_under_torchrun(teacher_run, tmp_path):
         "--teacher", str(teacher_dir), "--json", timeout=140,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    result = json.loads(done.stdout)  # one JSON document: only rank 0 printed
+    result = json_reply(done)  # one JSON document: only rank 0 printed
     assert (out / "tiny" / "student" / "manifest.json").is_file()
-    assert json.loads((out / "tiny" / "student" / "manifest.json").read_text())["status"] == "complete"
+    assert json.loads((out / "tiny" / "student" / "manifest.json").read_text())["stage"] == "student"
     assert result
     assert not list((out / "tiny").glob(".*partial*"))

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from fake_run import write_run  # noqa: E402
+from tests.gate.fake_run import write_run
 
 
 @pytest.fixture

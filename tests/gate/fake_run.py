@@ -15,6 +15,9 @@ from cidpipe.manifest import Artifact, Manifest, manifest_to_json
 RECIPE_ID = "a" * 64
 ENV = {"cidpipe": "0.1.0", "torch": "2.14.1", "python": "3.11.7", "device": "cpu",
        "git_sha": "0123456789abcdef0123", "hostname": "ci-runner-7"}  # fmt: skip
+# The measuring machine as a bench row records it (cidpipe_runtime.host.host_facts).
+HOST = {"hostname": "ci-runner-7", "machine": "x86_64", "cpu_model": "AMD EPYC 7763 64-Core Processor",
+        "cpu_count": 4, "python": "3.11.7", "numpy": "2.1.3", "onnxruntime": "1.20.1"}  # fmt: skip
 
 
 def bench_result(
@@ -30,11 +33,15 @@ def bench_result(
     error: str | None = None,
     agreement: float | None = 99.5,
     extra: dict[str, Any] | None = None,
+    host: dict[str, Any] | None = HOST,
+    noisy: bool = False,
+    cov: float = 0.02,
 ) -> dict[str, Any]:
     p50 = p50_ms if p50_ms is not None else (None if p99_ms is None else p99_ms * 0.8)
     latency = None if p99_ms is None else {
         "runs": 100, "mean_ms": p50, "p50_ms": p50, "p90_ms": p99_ms * 0.9, "p99_ms": p99_ms,
-        "min_ms": p50 * 0.9, "max_ms": p99_ms * 1.1, "std_ms": 0.01, "cov": 0.02,
+        "min_ms": p50 * 0.9, "max_ms": p99_ms * 1.1, "std_ms": 0.01, "cov": cov,
+        "p50_ci_low_ms": p50 * 0.98, "p50_ci_high_ms": p50 * 1.02,
     }  # fmt: skip
     suffix = {"onnx-int8": ".int8.onnx", "onnx-fp16": ".fp16.onnx", "torch": ".safetensors"}
     result = {
@@ -45,7 +52,8 @@ def bench_result(
         "top5": None if top1 is None else min(100.0, top1 + 3), "agreement": agreement, "latency": latency,
         "throughput_ips": None if p50 is None else round(1000 * batch_size / p50, 1),
         "size_bytes": size_bytes,
-        "peak_mem_bytes": 12_000_000, "threads": 1, "power_w": None, "energy_mj_per_inference": None,
+        "peak_mem_bytes": 12_000_000, "threads": 1, "power_w": None, "energy_per_image_mj": None,
+        "role": "student", "noisy": noisy, "host": host,
     }  # fmt: skip
     if extra is not None:
         result["extra"] = extra

@@ -1,20 +1,55 @@
-"""docs/ci-example.yml is valid YAML and publishes what the gate writes."""
+"""docs/ci-example.yml works as written: the files it names exist, its command is a valid cidpipe command,
+the shipped baseline belongs to the quickstart, and the JUnit file it publishes is written whether the gate
+passes or fails."""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import yaml
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "ci-example.yml"
+from cidpipe.gate import GateConfig
+from cidpipe.gate.baseline import load_baseline
+from cidpipe.stages.gate import run_gate
+from tests.conftest import run_cli
+from tests.gate.fake_run import write_run
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "docs" / "ci-example.yml"
 
 
-def test_ci_example_runs_quickstart_gates_and_publishes() -> None:
-    workflow = yaml.safe_load(EXAMPLE.read_text())
-    steps = workflow["jobs"]["distill-and-gate"]["steps"]
-    commands = "\n".join(step.get("run", "") for step in steps)
-    assert "cidpipe run recipes/quickstart.yaml" in commands
-    assert "cidpipe gate runs/quickstart" in commands and "--junit gate-junit.xml" in commands
-    assert '>> "$GITHUB_STEP_SUMMARY"' in commands
-    publishing = [step for step in steps if step.get("if") == "always()"]
-    assert any("gate-junit.xml" in str(step.get("with", {})) for step in publishing)
+def _steps() -> list[dict]:
+    return yaml.safe_load(EXAMPLE.read_text())["jobs"]["distill-and-gate"]["steps"]
+
+
+def _run_command() -> list[str]:
+    step = next(s for s in _steps() if "cidpipe run" in s.get("run", ""))
+    return shlex.split(step["run"])
+
+
+def test_the_command_is_valid_and_its_files_exist():
+    args = _run_command()
+    assert args[:3] == ["cidpipe", "run", "recipes/quickstart.yaml"]
+    for value in args[3:]:
+        if value.startswith("gate.baseline="):
+            baseline = ROOT / value.split("=", 1)[1]
+            assert baseline.is_file(), f"the example names {baseline}, which is not shipped"
+            assert load_baseline(baseline)["recipe"] == "quickstart"
+    dry = run_cli(*args[1:], "--dry-run", cwd=ROOT)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+
+
+def test_it_publishes_what_the_gate_writes_even_on_failure(tmp_path):
+    published = [s for s in _steps() if s.get("if") == "always()"]
+    junit = next(s["with"]["report_paths"] for s in published if "report_paths" in s.get("with", {}))
+    assert junit == "runs/quickstart/gate/junit.xml"
+    assert "annotate_only" in next(s["with"] for s in published if "report_paths" in s.get("with", {}))
+    summary = "\n".join(s.get("run", "") for s in published)
+    assert "runs/quickstart/gate/summary.md" in summary and '"$GITHUB_STEP_SUMMARY"' in summary
+    # A failing gate still writes the files at the paths the workflow publishes.
+    run_dir = write_run(tmp_path)
+    outputs = run_gate(run_dir, GateConfig(min_top1=100.0))
+    assert not outputs.passed
+    assert outputs.junit == run_dir / "gate" / "junit.xml" and outputs.junit.is_file()
+    assert outputs.summary == run_dir / "gate" / "summary.md" and outputs.summary.is_file()

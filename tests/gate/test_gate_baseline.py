@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from fake_run import bench_result, write_run
 
 from cidpipe.errors import UsageError
 from cidpipe.gate import evaluate_gate, load_baseline, load_gate_config, save_baseline
+from tests.gate.fake_run import bench_result, write_run
 
 
 def test_saved_baseline_holds_key_numbers(run_dir: Path, tmp_path: Path) -> None:

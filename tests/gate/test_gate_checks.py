@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from fake_run import bench_result, write_run
 
 from cidpipe.errors import UsageError
 from cidpipe.gate import evaluate_gate, load_gate_config
+from tests.gate.fake_run import bench_result, write_run
 
 
 def checks_by_name(report):

@@ -6,8 +6,6 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from fake_run import bench_result, write_run
-
 from cidpipe.gate import (
     evaluate_gate,
     load_gate_config,
@@ -17,6 +15,7 @@ from cidpipe.gate import (
     write_junit,
     write_markdown_summary,
 )
+from tests.gate.fake_run import bench_result, write_run
 
 GATE = {"min_top1": 96.2, "latency": [{"max_p99_ms": 0.6}]}
 
@@ -72,7 +71,10 @@ def test_passing_summary_and_gate_json_round_trip(run_dir: Path, tmp_path: Path)
     assert markdown_summary(report).startswith("### ✅ cidpipe gate passed: quickstart")
     path = write_gate_json(report, run_dir / "gate" / "gate.json")
     data = json.loads(path.read_text())
-    assert data["passed"] is True and data["counts"] == {"total": len(report.checks), "failed": 0}
-    assert data["checks"][0].keys() == {"name", "kind", "passed", "message", "measured", "allowed", "unit"}
+    counts = {"total": len(report.checks), "failed": 0, "not_comparable": 0, "noisy": 0}
+    assert data["passed"] is True and data["counts"] == counts
+    assert data["checks"][0].keys() == {"name", "kind", "passed", "message", "measured", "allowed", "unit",
+                                        "outcome", "noisy"}  # fmt: skip
+    assert data["checks"][0]["outcome"] == "pass"
     again = load_gate_json(path)
     assert again.to_dict() == data

@@ -14,3 +14,10 @@ def single_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(autouse=True)
+def allow_python_models(monkeypatch) -> None:
+    """The python: model source is opt-in (CIDPIPE_ALLOW_PYTHON_MODELS); these tests opt in, and
+    test_sources.py::test_python_sources_are_opt_in checks the refusal."""
+    monkeypatch.setenv("CIDPIPE_ALLOW_PYTHON_MODELS", "1")

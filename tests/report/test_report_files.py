@@ -7,11 +7,11 @@ import re
 from pathlib import Path
 
 import pytest
-from fake_run import bench_result, write_run
 
 from cidpipe.errors import UsageError
 from cidpipe.gate import evaluate_gate, load_gate_config, write_gate_json
 from cidpipe.report import write_report
+from tests.gate.fake_run import bench_result, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -36,7 +36,7 @@ def test_single_run_report_holds_its_numbers(run_dir: Path, tmp_path: Path) -> N
     for key in ("accuracy_latency", "curves_quickstart"):
         assert_png(paths[key])
         assert paths[key].parent == tmp_path / "out"
-    assert "![top-1 versus p99 latency](accuracy_latency.png)" in markdown
+    assert "![top-1 versus p50 latency](accuracy_latency.png)" in markdown  # p50 by default
 
 
 def test_html_is_self_contained(run_dir: Path, tmp_path: Path) -> None:

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_run import write_run
 from matplotlib.image import imread
 
 from cidpipe.gate import evaluate_gate, load_gate_config, write_gate_json
 from cidpipe.report import write_report
+from tests.gate.fake_run import write_run
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from cidpipe.config import load_recipe
-from cidpipe.stages.common import StageOptions
+from cidpipe.stages.contract import StageOptions
 from cidpipe.study.compare import Comparison, run_comparison
 from tests.conftest import tiny_recipe_dict
 

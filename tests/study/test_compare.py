@@ -11,7 +11,7 @@ import pytest
 from cidpipe.config import load_recipe
 from cidpipe.errors import UsageError
 from cidpipe.manifest import read_manifest
-from cidpipe.stages.common import StageOptions
+from cidpipe.stages.contract import StageOptions
 from cidpipe.study.compare import run_comparison, student_recipe
 from cidpipe.study.markdown import write_section
 from cidpipe.study.stats import exceeds_noise, mean_std, paired_differences

@@ -6,8 +6,8 @@ import pytest
 
 from cidpipe.data.config import DataConfig
 from cidpipe.errors import ConfigError
+from cidpipe.evaluation import evaluate
 from cidpipe.modelio import load_stage_model
-from cidpipe.stages.evaluate import evaluate
 from cidpipe.study.probe import ProbeSettings, linear_probe, resolve_probe_dataset
 from tests.conftest import run_cli
 
@@ -59,12 +59,12 @@ def test_unknown_probe_dataset_is_a_one_line_config_error(tiny_study):
 
 def test_cli_eval_prints_the_probe_of_a_comparison_student(tiny_study):
     """Every comparison cell keeps its recipe, so a student can be evaluated like any run's stage."""
-    import json
+    from tests.conftest import json_reply
 
     stage = tiny_study[2].students[0].stage_dir
     proc = run_cli("eval", str(stage), "--linear-probe", "digits", "--json", timeout=120)
     assert proc.returncode == 0, proc.stderr
-    report = json.loads(proc.stdout)
+    report = json_reply(proc)
     assert report["linear_probe"]["digits"]["top1"] > 40.0
     assert report["test_top1"] == pytest.approx(tiny_study[2].students[0].metrics["test_top1"])
 

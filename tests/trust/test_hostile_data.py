@@ -25,7 +25,13 @@ import yaml
 
 from tests.conftest import run_cli, tiny_recipe_dict
 from tests.data.data_fakes import write_fake_cifar, write_fake_fashion, write_fake_imagefolder
-from tests.trust.hostile import assert_clean_failure, assert_nothing_outside, tree_snapshot
+from tests.trust.hostile import (
+    assert_clean_failure,
+    assert_nothing_outside,
+    png_bytes,
+    tree_snapshot,
+    zero_png,
+)
 
 try:
     from numpy._core.multiarray import _reconstruct
@@ -200,21 +206,6 @@ def test_plain_cifar_variants_still_load(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------------------- image folders
 
 
-def _png(width: int, height: int, idat: bytes) -> bytes:
-    """A 1-bit grayscale PNG with the given size and IDAT payload, written chunk by chunk."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-
-
-def _zero_png(side: int) -> bytes:
-    # A complete, valid all-black image: side rows of (filter byte + side/8 bytes), ~12 kB compressed.
-    return _png(side, side, zlib.compress(bytes(side * (1 + side // 8)), 9))
-
-
 def _truncated_png() -> bytes:
     import io
 
@@ -228,11 +219,11 @@ def _truncated_png() -> bytes:
 
 _IMAGES = {
     # PIL only warns between 89 M and 179 M pixels; 10 000 x 10 000 decodes to 300 MB of RGB.
-    "bomb-in-pil-warning-range": (lambda: _zero_png(10_000), "too large"),
+    "bomb-in-pil-warning-range": (lambda: zero_png(10_000), "too large"),
     # Beyond PIL's own error limit: DecompressionBombError, not an OSError.
-    "bomb-beyond-pil-limit": (lambda: _png(20_000, 20_000, zlib.compress(b"\0" * 64)), "too large"),
+    "bomb-beyond-pil-limit": (lambda: png_bytes(20_000, 20_000, zlib.compress(b"\0" * 64)), "too large"),
     # Below PIL's limits but above cidpipe's 8192 x 8192.
-    "bomb-above-cidpipe-limit": (lambda: _png(9_000, 9_000, zlib.compress(b"\0" * 64)), "9000x9000"),
+    "bomb-above-cidpipe-limit": (lambda: png_bytes(9_000, 9_000, zlib.compress(b"\0" * 64)), "9000x9000"),
     "truncated-png": (_truncated_png, "img000.png"),
     "text-with-jpg-suffix": (lambda: b"this is not an image\n" * 10, "img000"),
     # PostScript is identified by content; PIL would hand it to Ghostscript. Not one of our formats.
@@ -268,7 +259,7 @@ def test_decode_image_is_bounded_for_every_caller(tmp_path: Path) -> None:
     Image.fromarray(np.full((10, 12, 3), 200, np.uint8)).save(tmp_path / "ok.png")
     assert decode_image(tmp_path / "ok.png", 16).shape == (16, 16, 3)
     assert decode_image(tmp_path / "ok.png", (8, 20), mode="L").shape == (8, 20)
-    (tmp_path / "bomb.png").write_bytes(_png(9_000, 9_000, zlib.compress(b"\0" * 64)))
+    (tmp_path / "bomb.png").write_bytes(png_bytes(9_000, 9_000, zlib.compress(b"\0" * 64)))
     with pytest.raises(DataError, match="bomb.png is 9000x9000 pixels"):
         decode_image(tmp_path / "bomb.png", 16)
 

@@ -23,8 +23,14 @@ import yaml
 from onnx import TensorProto, helper
 
 from tests.bench.devices import conftest as device_fixtures
-from tests.conftest import run_cli, tiny_recipe_dict
-from tests.trust.hostile import assert_clean_failure, assert_nothing_outside, tree_snapshot
+from tests.conftest import json_reply, run_cli
+from tests.trust.hostile import (
+    assert_clean_failure,
+    assert_nothing_outside,
+    one_epoch_kd_export,
+    tree_snapshot,
+    write_recipe,
+)
 
 # The loopback sshd of tests/bench/devices (skips without OpenSSH), made a fixture of this module too.
 sshd = device_fixtures.sshd
@@ -35,23 +41,11 @@ FAST_BENCH = [
 ]  # fmt: skip
 
 
-def _write_recipe(root: Path, **sections) -> Path:
-    path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe_dict(root / "runs", **sections)))
-    return path
-
-
 @pytest.fixture(scope="module")
 def exported_run(tmp_path_factory) -> Path:
     """A finished run with an exported ONNX student (teacher and KD student, one epoch each)."""
     root = tmp_path_factory.mktemp("exported")
-    recipe = _write_recipe(
-        root,
-        teacher={"train": {"epochs": 1}},
-        student={"train": {"epochs": 1}},
-        distill={"method": "kd"},
-        export={"enabled": True, "parity": {"samples": 64}},
-    )
+    recipe = write_recipe(root, **one_epoch_kd_export())
     done = run_cli("run", str(recipe), "--device", "cpu", timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     run_dir = root / "runs" / "tiny"
@@ -83,7 +77,7 @@ def _linear_onnx(path: Path, image: tuple[int, int, int], classes: int) -> Path:
 
 
 def test_unknown_training_device_is_a_usage_error(tmp_path):
-    result = run_cli("train", str(_write_recipe(tmp_path)), "--device", "tpu")
+    result = run_cli("train", str(write_recipe(tmp_path)), "--device", "tpu")
     assert_clean_failure(result, 2, "--device 'tpu'")
     assert not (tmp_path / "runs").exists(), "refused before anything was written"
 
@@ -167,7 +161,7 @@ def _bench(run_dir: Path, inventory: Path, *devices: str, extra: tuple[str, ...]
 
 def _published_rows(run_dir: Path) -> list[dict]:
     manifest = json.loads((run_dir / "bench" / "manifest.json").read_text())
-    assert manifest["status"] == "complete"
+    assert manifest["digest"]
     return json.loads((run_dir / "bench" / "results.json").read_text())
 
 
@@ -197,7 +191,7 @@ def test_partial_device_failure_fails_unless_tolerated(exported_run, sshd, tmp_p
     inventory = _inventory(tmp_path, sshd, remote_python="/nonexistent/python3")
     first = _bench(exported_run, inventory, "local", "loop", extra=("--json",))
     assert_clean_failure(first, 8, "--tolerate-device-failures")
-    rows = json.loads(first.stdout)["results"]  # --json still prints the published rows
+    rows = json_reply(first, ok=False)["results"]  # the published rows ride on the error reply
     assert rows == _published_rows(exported_run)
     assert {row["status"] for row in rows if row["device"] == "local"} == {"pass"}
     assert {row["failure"] for row in rows if row["device"] == "loop"} == {"device"}
@@ -243,7 +237,7 @@ exec {sys.executable} "$@"
 @pytest.mark.timeout(200)
 def test_failing_ranks_fail_the_launch_with_their_code(tmp_path):
     """A dataset error only the ranks see (the parent just parses the recipe): exit 3, not torchrun's 0/1."""
-    recipe = _write_recipe(tmp_path, data={"name": "fashion-mnist", "root": str(tmp_path / "nowhere")})
+    recipe = write_recipe(tmp_path, data={"name": "fashion-mnist", "root": str(tmp_path / "nowhere")})
     result = run_cli("train", str(recipe), "--device", "cpu", "--nproc", "2", timeout=180)
     last = assert_clean_failure(result, 3, "nowhere")
     assert last.startswith("error: rank "), last
@@ -267,16 +261,16 @@ def _main_with(monkeypatch, capsys, error: OSError, *args: str) -> tuple[int, li
 
 
 def test_disk_full_without_a_file_name_names_the_run_dir(tmp_path, monkeypatch, capsys):
-    recipe = _write_recipe(tmp_path)
+    recipe = write_recipe(tmp_path)
     full = OSError(errno.ENOSPC, "No space left on device")  # what a failed write() on an open file gives
     code, lines = _main_with(monkeypatch, capsys, full, "train", str(recipe), "--device", "cpu")
-    assert code == 1 and len(lines) == 1, lines
+    assert code == 2 and len(lines) == 1, lines
     assert lines[0].startswith("error: ") and "No space left" in lines[0]
     assert str(tmp_path / "runs" / "tiny") in lines[0]
 
 
 def test_permission_denied_is_a_usage_error_naming_the_path(tmp_path, monkeypatch, capsys):
-    recipe = _write_recipe(tmp_path)
+    recipe = write_recipe(tmp_path)
     denied = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / "runs" / "tiny" / "x"))
     code, lines = _main_with(monkeypatch, capsys, denied, "train", str(recipe), "--device", "cpu")
     assert code == 2 and len(lines) == 1, lines

@@ -150,9 +150,9 @@ def test_cid_warmup_must_leave_epochs_after_it(tmp_path):
 @pytest.mark.parametrize("role", ["teacher", "student"])
 def test_a_missing_weights_file_fails_at_plan_time(tmp_path, role):
     """student.model.checkpoint used to be silently ignored."""
-    override = f"{role}.model.checkpoint={tmp_path / 'nope.safetensors'}"
+    override = f"{role}.model.checkpoint={tmp_path / 'nope.safetensors'}"  # the older spelling of weights
     _fails_cleanly(tmp_path, ["run", str(_recipe(tmp_path)), "--dry-run", "--set", override], 4,
-                   f"{role}.model.checkpoint")  # fmt: skip
+                   f"{role}.model.weights")  # fmt: skip
 
 
 def test_a_missing_data_root_fails_at_plan_time(tmp_path):
@@ -181,5 +181,5 @@ def test_the_published_schema_carries_the_registry_names():
     defs = recipe_json_schema()["$defs"]
     assert defs["DistillConfig"]["properties"]["method"]["enum"] == method_names()
     assert defs["DataConfig"]["properties"]["name"]["enum"] == dataset_names()
-    assert set(model_names()) <= set(defs["ModelConfig"]["properties"]["arch"]["enum"])
+    assert set(model_names()) <= set(defs["ModelConfig"]["properties"]["arch"]["anyOf"][0]["enum"])
     assert "onnx" in defs["ExportConfig"]["properties"]["targets"]["items"]["enum"]

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from cidpipe.manifest import Artifact, Manifest, manifest_to_json
-from tests.conftest import run_cli, tiny_recipe_dict
+from tests.conftest import json_reply, run_cli, tiny_recipe_dict
 from tests.trust.hostile import BOMB, assert_clean_failure, assert_nothing_outside, tree_snapshot
 
 FAST_BENCH = {"enabled": True, "runs": 5, "min_seconds": 0.0, "warmup_runs": 1, "warmup_seconds": 0.0,
@@ -110,7 +110,7 @@ def test_an_artifact_path_pointing_at_a_secret_is_refused_even_with_a_valid_dige
     secret.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\n")
 
     def point_at_secret(data):
-        data["artifacts"]["onnx"]["path"] = str(secret)
+        data["artifacts"]["int8"]["path"] = str(secret)
 
     _rewrite(run_copy / "quantize", point_at_secret, recompute_digest=True)
     _fails(tmp_path, ["bench", str(run_copy), "--force"], 4, "quantize/manifest.json is corrupt")
@@ -118,7 +118,7 @@ def test_an_artifact_path_pointing_at_a_secret_is_refused_even_with_a_valid_dige
 
 def test_a_dotdot_artifact_path_is_refused(run_copy, tmp_path):
     def escape(data):
-        data["artifacts"]["onnx"]["path"] = "../../../id_ed25519"
+        data["artifacts"]["model"]["path"] = "../../../id_ed25519"
 
     _rewrite(run_copy / "export", escape, recompute_digest=True)
     _fails(tmp_path, ["gate", str(run_copy)], 4, "export/manifest.json is corrupt")
@@ -137,9 +137,9 @@ def test_dry_run_does_not_call_a_tampered_stage_cached(run_copy, tmp_path):
     _rewrite(run_copy / "student", lambda d: d["metrics"].update(test_top1=99.99), recompute_digest=False)
     result = run_cli("run", str(tmp_path / "recipe.yaml"), "--dry-run", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
-    plan = {step["name"]: step for step in json.loads(result.stdout)["plan"]}
-    assert plan["train"]["action"] == "cached"
-    assert plan["distill"]["action"] == "run" and "not trusted" in plan["distill"]["reason"]
+    plan = {step["name"]: step for step in json_reply(result)["plan"]}
+    assert plan["teacher"]["action"] == "cached"
+    assert plan["student"]["action"] == "run" and "not trusted" in plan["student"]["reason"]
 
 
 def test_quantize_force_refuses_a_swapped_onnx(run_copy, tmp_path):

@@ -8,7 +8,6 @@ to be interrupted reliably in the middle; bench is interrupted while it measures
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -18,18 +17,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import yaml
 
 from cidpipe.errors import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE
-from tests.conftest import run_cli, tiny_recipe_dict
+from tests.conftest import run_cli
+from tests.trust.hostile import cidpipe_env, one_epoch_kd_export, write_recipe
 
 LONG = {"epochs": 300, "lr": 0.05, "schedule": "cosine"}  # far longer than any test waits
-
-
-def _write_recipe(root: Path, **sections) -> Path:
-    path = root / "recipe.yaml"
-    path.write_text(yaml.safe_dump(tiny_recipe_dict(root / "runs", **sections)))
-    return path
 
 
 def _default_sigint() -> None:
@@ -41,15 +34,13 @@ def interrupt_when(
     args: list[str], ready: Callable[[list[str]], bool], *, timeout: float = 150
 ) -> tuple[int, str]:
     """Run ``cidpipe ARGS``, send SIGINT once ``ready(stderr lines so far)`` holds; (exit status, stderr)."""
-    env = {k: v for k, v in os.environ.items() if k != "CIDPIPE_DEBUG"}
-    env["OMP_NUM_THREADS"] = "1"
     process = subprocess.Popen(
         [sys.executable, "-m", "cidpipe", *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env=cidpipe_env(),
         preexec_fn=_default_sigint,
     )
     lines: list[str] = []
@@ -101,13 +92,7 @@ def _checkpoint_written(runs: Path, stage: str) -> Callable[[list[str]], bool]:
 def teacher_run(tmp_path_factory) -> Path:
     """A recipe whose one-epoch teacher is trained; its student is long enough to be interrupted."""
     root = tmp_path_factory.mktemp("teacher")
-    recipe = _write_recipe(
-        root,
-        teacher={"train": {"epochs": 1}},
-        student={"train": LONG},
-        distill={"method": "kd"},
-        export={"enabled": True, "parity": {"samples": 64}},
-    )
+    recipe = write_recipe(root, **one_epoch_kd_export(student={"train": LONG}))
     done = run_cli("train", str(recipe), "--device", "cpu", timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return recipe
@@ -115,7 +100,7 @@ def teacher_run(tmp_path_factory) -> Path:
 
 @pytest.mark.slow
 def test_interrupted_train(tmp_path):
-    recipe = _write_recipe(tmp_path, teacher={"train": LONG})
+    recipe = write_recipe(tmp_path, teacher={"train": LONG})
     status, stderr = interrupt_when(
         ["train", str(recipe), "--device", "cpu"], _checkpoint_written(tmp_path / "runs", "teacher")
     )
@@ -138,7 +123,7 @@ def test_interrupted_distill(teacher_run):
 
 @pytest.mark.slow
 def test_interrupted_run_during_the_student(tmp_path):
-    recipe = _write_recipe(
+    recipe = write_recipe(
         tmp_path, teacher={"train": {"epochs": 1}}, student={"train": LONG}, distill={"method": "kd"}
     )
     status, stderr = interrupt_when(["run", str(recipe), "--device", "cpu"], epoch_line("epoch 1/300"))
@@ -172,7 +157,7 @@ def test_interrupted_bench_while_it_measures(teacher_run):
 @pytest.mark.timeout(240)
 def test_interrupted_nproc_launch_stops_its_ranks(tmp_path):
     """SIGINT to the launching process reaches torchrun and the ranks; the launch still exits 130."""
-    recipe = _write_recipe(tmp_path, teacher={"train": LONG})
+    recipe = write_recipe(tmp_path, teacher={"train": LONG})
     status, stderr = interrupt_when(
         ["train", str(recipe), "--device", "cpu", "--nproc", "2"], epoch_line("epoch 1/300"), timeout=200
     )

@@ -16,16 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from cidpipe.bench.devices.inventory import DeviceSpec
-from cidpipe.bench.devices.probe import UNKNOWN, optional_output, parse_power_mode
+from cidpipe.bench.devices.probe import (
+    FIND_TRTEXEC,
+    JETPACK_TRTEXEC,
+    UNKNOWN,
+    optional_output,
+    parse_power_mode,
+)
 from cidpipe.bench.devices.ssh import SshTarget
 from cidpipe.bench.devices.workspace import make_run_dir, remove_run_dir, upload
 from cidpipe.bench.tegrastats_parse import parse_tegrastats
-from cidpipe.bench.trtexec_parse import parse_trtexec
+from cidpipe.bench.trtexec_parse import parse_trtexec, require_performance
 from cidpipe.errors import DeviceError, UsageError
 
-JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # JetPack installs it here, not on PATH
 _PATH_FLAGS = ("--onnx=", "--saveEngine=", "--loadEngine=", "--timingCacheFile=")
-_FIND_TRTEXEC = f'command -v trtexec || {{ [ -x {JETPACK_TRTEXEC} ] && echo {JETPACK_TRTEXEC}; }}'
 # Sample tegrastats for exactly the lifetime of the command. Only OUR tegrastats is killed (by pid):
 # `tegrastats --stop` would also stop a monitor someone else started on the board.
 _RUN_WITH_TEGRASTATS = (
@@ -48,9 +52,14 @@ class JetsonTiming:
     tegrastats_log: str | None  # None when the board has no tegrastats
     tegrastats_samples: int
     average_power_w: float | None
-    energy_per_inference_mj: float | None
+    # Per trtexec query, i.e. per batch of the --shapes given: divide by the batch size for per image.
+    energy_per_query_mj: float | None
     power_mode: str
     clocks: dict[str, Any] = field(default_factory=dict)
+    board: str | None = None  # /proc/device-tree/model, e.g. "NVIDIA Jetson AGX Orin Developer Kit"
+
+    def energy_per_image_mj(self, batch_size: int) -> float | None:
+        return None if self.energy_per_query_mj is None else self.energy_per_query_mj / max(1, batch_size)
 
 
 def device_trtexec_args(trtexec_args: list[str]) -> list[str]:
@@ -67,7 +76,7 @@ def device_trtexec_args(trtexec_args: list[str]) -> list[str]:
 def find_trtexec(target: SshTarget) -> str:
     if target.device.trtexec:
         return target.device.trtexec
-    found = optional_output(target, ["sh", "-c", _FIND_TRTEXEC])
+    found = optional_output(target, ["sh", "-c", FIND_TRTEXEC])
     if not found:
         raise DeviceError(
             f"trtexec not found on {target.device.name} (not on PATH, not at {JETPACK_TRTEXEC}): "
@@ -157,8 +166,8 @@ def time_engine_on_device(
 ) -> JetsonTiming:
     """Time an engine already on the board (``trtexec --loadEngine``) while tegrastats samples power.
 
-    ``average_power_w`` is the mean board input power over the trtexec run; energy per inference is that
-    power divided by trtexec's throughput.
+    ``average_power_w`` is the mean board input power over the trtexec run; energy per query is that power
+    divided by trtexec's throughput in queries/s (one query is one batch; see energy_per_image_mj).
     """
     own_target = target is None
     target = target or SshTarget(device)
@@ -180,13 +189,15 @@ def time_engine_on_device(
             remove_run_dir(target, run_dir)
         power_mode = parse_power_mode(optional_output(target, ["nvpmodel", "-q"]))
         clocks = parse_clocks(optional_output(target, ["jetson_clocks", "--show"]))
+        board = (optional_output(target, ["cat", "/proc/device-tree/model"]) or "").replace("\0", "").strip()
     finally:
         if own_target:
             target.close()
-    report = parse_trtexec(log).to_dict()
+    # A log without a performance summary is a failed run, never a row of empty "pass" numbers.
+    report = require_performance(parse_trtexec(log), f"trtexec on {device.name}").to_dict()
     samples, average_w = _power(tegrastats_log, tegrastats_interval_ms)
     qps = report.get("throughput_qps")
     energy = average_w * 1000.0 / qps if average_w is not None and qps else None
     return JetsonTiming(engine=engine, trtexec_log=log, trtexec=report, tegrastats_log=tegrastats_log,
-                        tegrastats_samples=samples, average_power_w=average_w, energy_per_inference_mj=energy,
-                        power_mode=power_mode, clocks=clocks)
+                        tegrastats_samples=samples, average_power_w=average_w, energy_per_query_mj=energy,
+                        power_mode=power_mode, clocks=clocks, board=board or None)

@@ -38,6 +38,9 @@ report["modules"] = modules
 print(json.dumps(report))
 """
 
+JETPACK_TRTEXEC = "/usr/src/tensorrt/bin/trtexec"  # JetPack installs it here, not on PATH
+FIND_TRTEXEC = f'command -v trtexec || {{ [ -x {JETPACK_TRTEXEC} ] && echo {JETPACK_TRTEXEC}; }}'
+
 # Extra PATH entries for board tools: a non-root ssh session often lacks /usr/sbin (nvpmodel lives there).
 _WITH_SBIN = 'PATH="$PATH:/usr/sbin:/sbin:/usr/bin"; export PATH; exec "$@"'
 
@@ -149,14 +152,46 @@ def jetson_facts(target: SshTarget) -> dict[str, Any]:
         "tensorrt_package": package_version("tensorrt"),
         "power_mode": parse_power_mode(optional_output(target, ["nvpmodel", "-q"])),
         "clocks": clocks or UNKNOWN,
+        "trtexec": _trtexec_path(target) or UNKNOWN,
+        "tegrastats": optional_output(target, ["sh", "-c", "command -v tegrastats"]) or UNKNOWN,
     }
+
+
+def _trtexec_path(target: SshTarget) -> str | None:
+    configured = target.device.trtexec
+    if configured:  # devices.yaml names it: it must be an executable there, not merely "configured"
+        return configured if optional_output(target, ["sh", "-c", 'test -x "$1" && echo "$1"', "sh",
+                                                      configured]) else None
+    found = optional_output(target, ["sh", "-c", FIND_TRTEXEC])
+    return found.splitlines()[-1] if found else None
+
+
+def jetson_problem(device: DeviceSpec, facts: dict[str, Any]) -> str | None:
+    """One line naming what a ``kind: jetson`` board lacks (L4T, trtexec, tegrastats), or None.
+
+    A Jetson bench builds engines with trtexec and samples power with tegrastats, and L4T is what makes
+    the board a Jetson; without them it would "pass" a check and then fail (or measure no power) later.
+    """
+    missing = []
+    if facts.get("l4t") == UNKNOWN and facts.get("l4t_core_package") == UNKNOWN:
+        missing.append("L4T (no /etc/nv_tegra_release, no nvidia-l4t-core package)")
+    if facts.get("trtexec") == UNKNOWN:
+        where = device.trtexec or f"not on PATH, not at {JETPACK_TRTEXEC}"
+        missing.append(f"TensorRT's trtexec ({where})")
+    if facts.get("tegrastats") == UNKNOWN:
+        missing.append("tegrastats")
+    if not missing:
+        return None
+    return (f"kind: jetson, but {device.address} lacks {', '.join(missing)}: install JetPack there (or "
+            "set trtexec: in devices.yaml), or use kind: ssh for a board that is not a Jetson")
 
 
 def check_device(device: DeviceSpec) -> dict[str, Any]:
     """Reachability, python, backends (versions, ORT providers) and Jetson facts of one device.
 
-    Raises DeviceError when the device cannot be reached or has no usable python; missing backends are
-    listed under ``problems`` (the CLI exits 8 when it is non-empty and nothing can run).
+    Raises DeviceError when the device cannot be reached or has no usable python; missing backends and,
+    for ``kind: jetson``, missing L4T / trtexec / tegrastats are listed under ``problems`` (the CLI exits
+    8 when it is non-empty).
     """
     started = time.monotonic()
     report: dict[str, Any] = {"name": device.name, "kind": device.kind, "address": device.address}
@@ -180,6 +215,27 @@ def check_device(device: DeviceSpec) -> dict[str, Any]:
         problems.append("numpy missing: the device runtime needs it")
     if not any(info.get("available") for info in report["backends"].values()):
         problems.append("neither onnxruntime nor tensorrt is importable: nothing can be benchmarked")
+    if "jetson" in report:
+        problem = jetson_problem(device, report["jetson"])
+        if problem:
+            problems.append(problem)
     report["problems"] = problems
     report["check_s"] = round(time.monotonic() - started, 3)
     return report
+
+
+def require_jetson_ready(device: DeviceSpec, *, tolerate_unreachable: bool = False) -> None:
+    """DeviceError (exit 8) when a ``kind: jetson`` board lacks L4T / trtexec / tegrastats or a backend.
+
+    The plan-time check of a recipe that benches on the board (``run --dry-run`` and every run). A board
+    that cannot be reached at all is left to the bench when device failures are tolerated (it becomes
+    failed rows there); otherwise that fails here too, before anything trains.
+    """
+    try:
+        report = check_device(device)
+    except DeviceError:
+        if tolerate_unreachable:
+            return
+        raise
+    if report["problems"]:
+        raise DeviceError(f"{device.name}: {'; '.join(report['problems'])}")

@@ -2,10 +2,14 @@
 
 data.root either holds ``train/`` and ``test/`` (each with one folder per class), or is itself a folder of
 class folders, in which case a fixed stratified 20 % (seed 0, independent of data.split_seed) becomes the
-test split. Validation is carved from the training part with data.split_seed / data.val_fraction.
+test split. A ``val/`` folder next to ``train/`` is the validation split (data.val_fraction is then not
+used); without one, validation is carved from the training part with data.split_seed / data.val_fraction.
+With ``train/`` and ``val/`` but no ``test/`` (the ImageNet layout, whose "val" is the benchmark split)
+``val/`` is the test split and validation is carved from ``train/``, so model selection never sees it.
 Class names are the training class folders, sorted; images are found recursively inside each class folder.
-Formats: PNG, JPEG, BMP, GIF, WebP, PPM/PGM, TIFF. Images are resized to data.input_size (default 32)
-and normalised with the ImageNet mean/std.
+Formats: PNG, JPEG, BMP, GIF, WebP, PPM/PGM, TIFF. Images are resized to data.input_size (default 32;
+a side or [h, w]), or go through data.transforms, and are normalised with the ImageNet mean/std unless
+data.mean / data.std say otherwise.
 Files are hostile input: empty or oversized files are refused when the folders are scanned, and decoding
 is bounded (pixel count, formats; see folder_split.py); a bad file is a one-line DataError naming it.
 """
@@ -22,7 +26,7 @@ from cidpipe.data.config import DataConfig
 from cidpipe.data.folder_split import IMAGE_SUFFIXES, ImageFolderSplit, check_image_file_size
 from cidpipe.data.preflight import is_directory, require_directory
 from cidpipe.data.registry import register_dataset
-from cidpipe.data.splitting import DEFAULT_INPUT_SIZE, DEFAULT_PAD, resolve_hflip, stratified_split
+from cidpipe.data.splitting import DEFAULT_PAD, input_hw, resolve_hflip, size_record, stratified_split
 from cidpipe.errors import DataError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -88,8 +92,12 @@ def _root(cfg: DataConfig) -> Path:
     return require_directory(Path(cfg.root).expanduser(), "imagefolder root", _ROOT_HINT)
 
 
-def _has_train_test(root: Path) -> bool:
-    return is_directory(root / "train") and is_directory(root / "test")
+def _parts(root: Path) -> dict[str, Path]:
+    """The split folders under ``root``: train (always), and val / test where they exist."""
+    if not is_directory(root / "train"):
+        return {"train": root}
+    return {"train": root / "train", **{name: root / name for name in ("val", "test")
+                                          if is_directory(root / name)}}
 
 
 def _first_image(folder: Path) -> Path | None:
@@ -103,7 +111,8 @@ def _first_image(folder: Path) -> Path | None:
 def check_imagefolder_available(cfg: DataConfig) -> None:
     """The root is readable and has class folders with images; lists folders, does not scan every file."""
     root = _root(cfg)
-    parts = [root / "train", root / "test"] if _has_train_test(root) else [root]
+    layout = _parts(root)
+    parts = [root] if len(layout) == 1 else list(layout.values())
     train_classes = None
     for part in parts:
         folders = _class_dirs(part)
@@ -123,30 +132,50 @@ def check_imagefolder_available(cfg: DataConfig) -> None:
 def load_imagefolder_bundle(cfg: DataConfig) -> DatasetBundle:
     root = _root(cfg)
     provenance: dict = {"source": str(root)}
-    if _has_train_test(root):
-        class_names, pool_paths, pool_labels = scan_class_folders(root / "train")
-        _, test_paths, test_labels = scan_class_folders(root / "test", class_names)
-    else:
+    layout = _parts(root)
+    if len(layout) == 1:
+        # A lone train/ (no val/ or test/) is not a layout we know: read root itself as class folders,
+        # as before val/ was recognised (train/ is then one of the classes).
         class_names, paths, labels = scan_class_folders(root)
         pool, test = stratified_split(labels, IMAGEFOLDER_TEST_FRACTION, IMAGEFOLDER_TEST_SEED)
         pool = np.sort(pool)
         pool_paths, pool_labels = [paths[i] for i in pool], labels[pool]
         test_paths, test_labels = [paths[i] for i in test], labels[test]
         provenance.update(test_fraction=IMAGEFOLDER_TEST_FRACTION, test_seed=IMAGEFOLDER_TEST_SEED)
-    keep, val = stratified_split(pool_labels, cfg.val_fraction, cfg.split_seed)
-    size = cfg.input_size or DEFAULT_INPUT_SIZE
-    hflip = resolve_hflip(cfg, True)
+        val_folder = None
+    else:
+        class_names, pool_paths, pool_labels = scan_class_folders(layout["train"])
+        test_name = "test" if "test" in layout else "val"
+        _, test_paths, test_labels = scan_class_folders(layout[test_name], class_names)
+        val_folder = layout["val"] if "test" in layout and "val" in layout else None
+        if test_name == "val":
+            provenance["test_folder"] = "val"
+    if val_folder is not None:
+        _, val_paths, val_labels = scan_class_folders(val_folder, class_names)
+        # Nothing held out, but the same seeded order as a carved split: data.limit_train takes its head.
+        keep, _ = stratified_split(pool_labels, 0.0, cfg.split_seed)
+        provenance.update(val_folder="val", split_seed=cfg.split_seed)
+    else:
+        keep, val = stratified_split(pool_labels, cfg.val_fraction, cfg.split_seed)
+        val_paths, val_labels = [pool_paths[i] for i in val], pool_labels[val]
+        provenance.update(val_fraction=cfg.val_fraction, split_seed=cfg.split_seed)
+    hw = input_hw(cfg)
+    # The configured per-sample transforms replace the batched pad + crop + flip.
+    pad, hflip = (0, False) if cfg.transforms is not None else (DEFAULT_PAD, resolve_hflip(cfg, True))
+    size = size_record(hw)
+    # A square stays an int: the input size is part of the split fingerprints recorded so far.
+    split_size = hw[0] if isinstance(size, int) else hw
 
     def make(paths: list[Path], labels: np.ndarray) -> ImageFolderSplit:
-        return ImageFolderSplit(paths, labels, root=root, input_size=size, mean=IMAGENET_MEAN,
-                                std=IMAGENET_STD, pad=DEFAULT_PAD, hflip=hflip, num_workers=cfg.num_workers)
+        return ImageFolderSplit(paths, labels, root=root, input_size=split_size, mean=IMAGENET_MEAN,
+                                std=IMAGENET_STD, pad=pad, hflip=hflip, num_workers=cfg.num_workers,
+                                transforms=cfg.transforms)
 
     return DatasetBundle(
         name="imagefolder", class_names=class_names, num_classes=len(class_names),
-        input_shape=(3, size, size), mean=IMAGENET_MEAN, std=IMAGENET_STD,
+        input_shape=(3, *hw), mean=IMAGENET_MEAN, std=IMAGENET_STD,
         train=make([pool_paths[i] for i in keep], pool_labels[keep]),
-        val=make([pool_paths[i] for i in val], pool_labels[val]),
+        val=make(val_paths, val_labels),
         test=make(test_paths, test_labels),
-        provenance={"val_fraction": cfg.val_fraction, "split_seed": cfg.split_seed, "input_size": size,
-                    "hflip": hflip, "pad": DEFAULT_PAD, **provenance},
+        provenance={"input_size": size, "hflip": hflip, "pad": pad, **provenance},
     )

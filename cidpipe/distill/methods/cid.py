@@ -120,7 +120,8 @@ class CIDDistiller(Distiller):
             predicted = intervened_logits(
                 self.head, features, logits.detach(), self.dictionary, cfg.temperature
             )
-            ce = F.cross_entropy(predicted, y)
+            # label_smoothing 0.0 (the default) is torch's own default: the reference CE, unchanged.
+            ce = F.cross_entropy(predicted, y, label_smoothing=self.label_smoothing)
             parts["ce"] = ce
             loss = cfg.kd_weight * (ce + kd) + cfg.sample_weight * sample + cfg.class_weight * shape
         else:

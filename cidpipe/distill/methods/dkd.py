@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from cidpipe.distill.base import Distiller, StepOutput
-from cidpipe.distill.losses import cross_entropy_loss, dkd_loss
+from cidpipe.distill.losses import dkd_loss
 from cidpipe.distill.registry import register_method
 
 
@@ -24,7 +24,7 @@ class DKDDistiller(Distiller):
     def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         logits = self.student(x)
         teacher_logits = self.teacher_logits(x, index)
-        ce = cross_entropy_loss(logits, y)
+        ce = self.ce(logits, y)
         dkd = dkd_loss(logits, teacher_logits, y, self.cfg.alpha, self.cfg.beta, self.cfg.temperature)
         loss = self.cfg.ce_weight * ce + self.ramp() * dkd
         return StepOutput(loss=loss, logits=logits, parts={"ce": ce, "dkd": dkd})

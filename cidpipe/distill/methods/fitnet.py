@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from cidpipe.distill.base import Distiller, StepOutput
-from cidpipe.distill.losses import cross_entropy_loss, hint_loss
+from cidpipe.distill.losses import hint_loss
 from cidpipe.distill.precision import as_float32, float32_region
 from cidpipe.distill.registry import register_method
 
@@ -32,7 +32,7 @@ class FitNetDistiller(Distiller):
     def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         features, logits = self.student_features_and_logits(x)
         teacher_features, _ = self.teacher_features_and_logits(x, index)
-        ce = cross_entropy_loss(logits, y)
+        ce = self.ce(logits, y)
         with float32_region(features):  # the regressor is a loss-side head: float32 (precision.py)
             regressed = self.regressor(as_float32(features))
         hint = hint_loss(regressed, teacher_features)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from cidpipe.distill.base import Distiller, StepOutput
-from cidpipe.distill.losses import cross_entropy_loss, kd_loss
+from cidpipe.distill.losses import kd_loss
 from cidpipe.distill.registry import register_method
 
 
@@ -16,7 +16,7 @@ class KDDistiller(Distiller):
     def forward(self, x: Tensor, y: Tensor, index: Tensor | None = None) -> StepOutput:
         logits = self.student(x)
         teacher_logits = self.teacher_logits(x, index)
-        ce = cross_entropy_loss(logits, y)
+        ce = self.ce(logits, y)
         kd = kd_loss(logits, teacher_logits, self.cfg.temperature)
         loss = self.cfg.ce_weight * ce + self.cfg.kd_weight * kd
         return StepOutput(loss=loss, logits=logits, parts={"ce": ce, "kd": kd})

@@ -6,12 +6,10 @@ same runtime code), and the device's work directory must be empty afterwards.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import yaml
 
-from tests.conftest import run_cli, tiny_recipe_dict
+from tests.conftest import json_reply, run_cli, tiny_recipe_dict
 
 pytestmark = pytest.mark.ssh
 
@@ -48,14 +46,18 @@ def test_bench_on_an_ssh_device_matches_local(sshd, tmp_path):
         "--json",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    rows = json.loads(result.stdout)["results"]
-    local = [r for r in rows if r["device"] == "local" and r["format"] == "onnx-fp32"]
-    remote = [r for r in rows if r["device"] == "loop"]
-    assert len(local) == 1 and len(remote) == 1, rows
-    assert remote[0]["status"] == "pass", remote[0]
-    for key in ("top1", "top5", "agreement"):
-        assert remote[0][key] == local[0][key], key
-    assert remote[0]["latency"]["p50_ms"] > 0
+    rows = json_reply(result)["results"]
+    # One row per ONNX file (the student's, and the teacher's where the bench includes it) on each device.
+    local = {r["artifact"]: r for r in rows if r["device"] == "local" and r["format"] == "onnx-fp32"}
+    remote = {r["artifact"]: r for r in rows if r["device"] == "loop"}
+    assert local and set(remote) == set(local), rows
+    for artifact, row in remote.items():
+        assert row["status"] == "pass", row
+        for key in ("top1", "top5", "agreement"):
+            assert row[key] == local[artifact][key], (artifact, key)
+        assert row["latency"]["p50_ms"] > 0
+        assert row["latency"]["p50_ci_low_ms"] <= row["latency"]["p50_ms"] <= row["latency"]["p50_ci_high_ms"]
+        assert row["host"]["cpu_model"] == local[artifact]["host"]["cpu_model"]  # the same machine
     workdir = sshd.root / "remote-workdir"
     assert not workdir.exists() or not any(workdir.iterdir())
 

@@ -122,7 +122,8 @@ def test_build_and_time_an_engine_on_the_board(board, tmp_path):
     assert interval == "100" and tegrastats_file.startswith(f"{workdir}/run.")
     assert timing.tegrastats_samples >= 2  # sampled while the 0.6 s "timing" ran
     assert timing.average_power_w == pytest.approx(5.0)
-    assert timing.energy_per_inference_mj == pytest.approx(5.0 * 1000 / 500)
+    assert timing.energy_per_query_mj == pytest.approx(5.0 * 1000 / 500)  # 5 W at 500 queries/s
+    assert timing.energy_per_image_mj(8) == pytest.approx(5.0 * 1000 / 500 / 8)  # a query is a batch
     assert timing.trtexec["throughput_qps"] == 500
     assert timing.trtexec["stats"]["latency"]["p99_ms"] == 2.4
     assert timing.power_mode == "MAXN (0)"

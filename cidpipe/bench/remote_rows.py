@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cidpipe_runtime.latency import STAT_KEYS, is_noisy
+
 from cidpipe.bench.devices.inventory import DeviceSpec, load_inventory
 from cidpipe.bench.devices.remote import run_remote_bench
 from cidpipe.bench.result import DEVICE_FAILURE, ArtifactSpec, BenchResult
@@ -25,7 +27,9 @@ def bench_remote(
     for spec in artifacts:
         if spec.format.startswith("onnx"):
             rows += _runtime_rows(device, spec, eval_npz, recipe)
-    if device.kind == "jetson" and "trt" in recipe.export.targets:
+    from cidpipe.stages.trt import wants_engine
+
+    if device.kind == "jetson" and wants_engine(recipe):
         rows += _jetson_trt_rows(device, artifacts, recipe)
     return rows
 
@@ -33,7 +37,8 @@ def bench_remote(
 def _runtime_rows(
     device: DeviceSpec, spec: ArtifactSpec, eval_npz: Path, recipe: Recipe
 ) -> list[BenchResult]:
-    base = {"artifact": spec.name, "format": spec.format, "backend": "onnxruntime", "device": device.name}
+    base = {"artifact": spec.name, "format": spec.format, "backend": "onnxruntime", "device": device.name,
+            "role": spec.role}
     try:
         out = run_remote_bench(
             device, spec.path, eval_npz, "onnxruntime", recipe.bench, provider=recipe.bench.ort_provider
@@ -55,8 +60,11 @@ def _runtime_rows(
     agreement = accuracy.get("agreement")
     status = "pass" if agreement is None or agreement >= recipe.bench.min_agreement else "exported-but-failed"
     rows = []
+    host = _device_host(out.get("host"))
     for lat in out.get("latency", []):
-        stats = {k: v for k, v in lat.items() if k not in ("batch_size", "throughput_ips")}
+        # Only the protocol's own keys (the reply is the device's word): nothing else lands in the row,
+        # and whether the row is noisy is decided here from cov, not taken from the device.
+        stats = {k: lat[k] for k in STAT_KEYS if k in lat}
         rows.append(
             BenchResult(
                 **base,
@@ -71,14 +79,38 @@ def _runtime_rows(
                 size_bytes=out.get("model_bytes"),
                 peak_mem_bytes=out.get("peak_rss_bytes"),
                 threads=out.get("threads"),
+                noisy=is_noisy(stats, recipe.bench.cov_warning),
+                host=host,
                 extra={
-                    "host": out.get("host"),
+                    **_class_breakdown(accuracy),
                     "remote": out.get("remote"),
-                    "warnings": out.get("warnings", []),
+                    "warnings": [str(w)[:500] for w in out.get("warnings", [])[:20]],
+                    # the runtime process loaded only this artifact: its ru_maxrss is the artifact's peak
+                    "peak_mem": {"scope": "artifact", "kind": "rss", "added_bytes": None},
                 },
             )
         )
     return rows
+
+
+def _class_breakdown(accuracy: dict[str, Any]) -> dict[str, Any]:
+    """The device's per-class top-1 and confusion matrix, kept only when shaped as the runtime writes them
+    (numbers, at most a few thousand classes, a square matrix of counts): the reply is the device's word."""
+    out: dict[str, Any] = {}
+    per_class = accuracy.get("per_class_top1")
+    if isinstance(per_class, list) and len(per_class) <= 10_000 and all(
+        v is None or (isinstance(v, (int, float)) and 0 <= v <= 100) for v in per_class
+    ):
+        out["per_class_top1"] = [None if v is None else float(v) for v in per_class]
+    matrix = accuracy.get("confusion")
+    if (
+        isinstance(matrix, list)
+        and len(matrix) <= 100
+        and all(isinstance(r, list) and len(r) == len(matrix) for r in matrix)
+        and all(isinstance(v, int) and v >= 0 for r in matrix for v in r)
+    ):
+        out["confusion"] = matrix
+    return out
 
 
 def _jetson_trt_rows(device: DeviceSpec, artifacts: list[ArtifactSpec], recipe: Recipe) -> list[BenchResult]:
@@ -92,9 +124,11 @@ def _jetson_trt_rows(device: DeviceSpec, artifacts: list[ArtifactSpec], recipe: 
     from cidpipe.export.trtexec import trtexec_command
 
     trt = recipe.export.trt
-    source = next(
-        (a for a in artifacts if a.format == ("onnx-int8" if trt.precision == "int8" else "onnx-fp32")), None
-    )
+    wanted = "onnx-int8" if trt.precision == "int8" else "onnx-fp32"
+    candidates = [a for a in artifacts if a.format == wanted and a.role != "teacher"]
+    # For INT8 the S8S8 variant made for TensorRT (model.int8-trt.onnx) wins over the CPU one.
+    candidates.sort(key=lambda a: "int8-trt" not in Path(a.path).name)
+    source = candidates[0] if candidates else None
     if source is None:
         return []
     fmt = f"trt-{trt.precision}"
@@ -138,23 +172,38 @@ def _timing_row(base: dict[str, Any], timing, batch: int) -> BenchResult:
         "max_ms": stats.get("max_ms"),
     }
     qps = timing.trtexec.get("throughput_qps")
+    per_query = timing.energy_per_query_mj
+    per_image = timing.energy_per_image_mj(batch)  # a trtexec query is one batch
     return BenchResult(
         **base,
         status="pass",
         latency=latency,
         throughput_ips=qps * batch if qps else None,
         power_w=timing.average_power_w,
-        energy_mj_per_inference=timing.energy_per_inference_mj,
+        energy_per_image_mj=per_image,
+        host=_device_host({"tensorrt": timing.trtexec.get("tensorrt_version"),
+                           "power_mode": timing.power_mode, "board": timing.board}),
         extra={
             "power_mode": timing.power_mode,
             "clocks": timing.clocks,
             "tensorrt": timing.trtexec.get("tensorrt_version"),
+            "energy_per_query_mj": per_query,
         },
     )
 
 
+def _device_host(host: Any) -> dict[str, Any] | None:
+    """The device's own account of itself, cut to short strings / ints (it decides comparability only)."""
+    if not isinstance(host, dict):
+        return None
+    clean: dict[str, Any] = {}
+    for key, value in list(host.items())[:32]:
+        if isinstance(key, str) and isinstance(value, (str, int)) and not isinstance(value, bool):
+            clean[key[:64]] = value[:200] if isinstance(value, str) else value
+    return clean or None
+
+
 def _input_shape(recipe: Recipe) -> list[int]:
     from cidpipe.manifest import read_manifest
-    from cidpipe.stages.common import stage_dir
 
-    return list((read_manifest(stage_dir(recipe, "export")).model or {})["input_shape"])
+    return list((read_manifest(recipe.run_dir() / "export", "export").model or {})["input_shape"])

@@ -11,7 +11,6 @@ from cidpipe.config import Recipe
 from cidpipe.data.registry import load_dataset
 from cidpipe.errors import UsageError
 from cidpipe.modelio import load_stage_model
-from cidpipe.stages.common import stage_dir
 from cidpipe.stages.export import model_stage
 
 
@@ -22,7 +21,7 @@ def predictor_for(recipe: Recipe, target: Path | None):
 
         session = make_session(target, providers=("CPUExecutionProvider",), threads=1)
         return target.name, lambda x: run_onnx(session, x)
-    directory = target or stage_dir(recipe, model_stage(recipe))
+    directory = target or recipe.run_dir() / model_stage(recipe)
     module, manifest = load_stage_model(directory)
 
     def predict(x: np.ndarray) -> np.ndarray:
@@ -64,7 +63,7 @@ def probe_results(recipe: Recipe, target: Path | None, datasets: list[str], devi
     """Linear-probe test top-1 (percent) of the target's frozen features on each dataset."""
     from cidpipe.study.probe import linear_probe
 
-    module, manifest = load_stage_model(target or stage_dir(recipe, model_stage(recipe)))
+    module, manifest = load_stage_model(target or recipe.run_dir() / model_stage(recipe))
     if manifest.stage not in ("teacher", "student"):
         raise UsageError(f"--linear-probe needs a teacher or student stage, not the {manifest.stage} stage")
     return {name: linear_probe(module, manifest.model or {}, name, device=device) for name in datasets}

@@ -9,6 +9,7 @@ from typing import Any
 
 from cidpipe.gate.baseline import baseline_checks, load_baseline
 from cidpipe.gate.config import GateConfig, LatencyLimit
+from cidpipe.gate.latency import latency_check, metric_ms
 from cidpipe.gate.numbers import bytes_to_mb, compare_message, format_value
 from cidpipe.gate.report import Check, GateReport
 from cidpipe.gate.rundir import RunData, load_run, result_subject
@@ -34,7 +35,7 @@ def evaluate_gate(run_dir: Path, gate: GateConfig, baseline: dict[str, Any] | No
     if gate.max_drop is not None:
         report.checks += max_drop_checks(run, gate.max_drop)
     for limit in gate.latency:
-        report.checks += latency_checks(run, limit)
+        report.checks += latency_checks(run, limit, gate.noisy_latency)
     if gate.max_size_mb is not None:
         report.checks += size_checks(run, gate.max_size_mb)
     if gate.max_bias_gap is not None:
@@ -123,7 +124,9 @@ def max_drop_checks(run: RunData, max_drop: float) -> list[Check]:
     return checks
 
 
-def latency_checks(run: RunData, limit: LatencyLimit) -> list[Check]:
+def latency_checks(run: RunData, limit: LatencyLimit, noisy_policy: str = "flag") -> list[Check]:
+    """``limit.metric`` (p50 or p99) of every matching passing row <= max_ms * (1 + tolerance)."""
+    metric = limit.metric
     matching = [
         result
         for result in run.results
@@ -131,25 +134,27 @@ def latency_checks(run: RunData, limit: LatencyLimit) -> list[Check]:
         and int(result.get("batch_size", 1)) == limit.batch_size
         and fnmatch.fnmatchcase(str(result.get("format", "")), limit.artifact)
     ]
-    selector = f"p99[{limit.artifact}@{limit.device},bs={limit.batch_size}]"
+    selector = f"{metric}[{limit.artifact}@{limit.device},bs={limit.batch_size}]"
     if not matching:
         why = (
             f"no bench result matches artifact '{limit.artifact}' on device '{limit.device}' at batch size "
             f"{limit.batch_size}; bench it or fix the gate's latency entry"
         )
-        return [_missing(selector, "p99", why)]
+        return [_missing(selector, metric, why)]
+    allowed = limit.bound_ms * (1 + limit.tolerance)
+    extra = ""
+    if limit.tolerance:
+        extra = f"limit {format_value(limit.bound_ms, 'ms')} +{limit.tolerance * 100:g} %"
     checks = []
     for result in matching:
         if result.get("status") != "pass":
             continue  # its status check already fails the gate; a second failure would only repeat it
-        name = f"p99[{result_subject(result)}]"
-        p99 = (result.get("latency") or {}).get("p99_ms")
-        if p99 is None:
-            checks.append(_missing(name, "p99", "no p99 latency recorded"))
+        name = f"{metric}[{result_subject(result)}]"
+        value = metric_ms(result, metric)
+        if value is None:
+            checks.append(_missing(name, metric, f"no {metric} latency recorded"))
             continue
-        passed = p99 <= limit.max_p99_ms
-        message = compare_message(p99, limit.max_p99_ms, "ms", passed, upper=True)
-        checks.append(Check(name, "p99", passed, message, p99, limit.max_p99_ms, "ms"))
+        checks.append(latency_check(name, metric, result, value, allowed, noisy_policy, extra))
     return checks
 
 

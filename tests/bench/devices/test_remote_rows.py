@@ -1,0 +1,61 @@
+"""Rows from a device's runtime reply: the reply is the device's word, so the row keeps only what it should.
+
+The device is the loopback sshd; its ``remote_python`` is a shell script that probes with the real
+python but answers ``-m cidpipe_runtime`` with a well-shaped reply carrying extras a hostile or buggy
+device could send: unknown latency keys, a nested host, a huge string, a CoV above the threshold with no
+warning. The parsing is the real bench_remote code.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import sys
+
+import numpy as np
+import pytest
+import yaml
+
+from cidpipe.bench.remote_rows import bench_remote
+from cidpipe.bench.result import ArtifactSpec
+from cidpipe.config import validate_recipe
+from tests.conftest import tiny_recipe_dict
+
+pytestmark = pytest.mark.ssh
+
+REPLY = {
+    "runtime_version": "0.1.0", "backend": "onnxruntime", "provider": "CPUExecutionProvider",
+    "model": "m.onnx", "model_bytes": 1000, "threads": 1, "peak_rss_bytes": 50_000_000,
+    "accuracy": {"n": 4, "top1": 50.0, "agreement": 100.0},
+    "latency": [{"batch_size": 1, "runs": 100, "mean_ms": 1.0, "p50_ms": 0.9, "p90_ms": 1.5, "p99_ms": 3.0,
+                 "min_ms": 0.8, "max_ms": 4.0, "std_ms": 0.5, "cov": 0.5, "p50_ci_low_ms": 0.88,
+                 "p50_ci_high_ms": 0.93, "bonus_ms": 1.0, "throughput_ips": 1000.0}],
+    "warnings": [],  # says nothing about the CoV of 0.5
+    "host": {"cpu_model": "x" * 5000, "cpu_count": 4, "nested": {"a": 1}, "flag": True},
+}  # fmt: skip
+
+
+def test_remote_rows_keep_only_protocol_keys_and_decide_noise_themselves(sshd, tmp_path):
+    liar = tmp_path / "liar-python"
+    liar.write_text(f"""#!/bin/sh
+if [ "$1" = "-m" ]; then echo '{json.dumps(REPLY)}'; exit 0; fi
+exec {sys.executable} "$@"
+""")
+    liar.chmod(liar.stat().st_mode | stat.S_IXUSR)
+    device = sshd.device(name="loop", remote_python=str(liar)).model_dump(
+        mode="json", exclude={"name"}, exclude_none=True
+    )
+    inventory = tmp_path / "devices.yaml"
+    inventory.write_text(yaml.safe_dump({"devices": {"loop": device}}))
+    raw = tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, "devices": ["loop"],
+                                                     "inventory": str(inventory), "cov_warning": 0.1})
+    recipe = validate_recipe(raw, "test")
+    (tmp_path / "m.onnx").write_bytes(b"uploaded, never read: the liar answers")
+    np.savez(tmp_path / "eval.npz", x=np.zeros((4, 1, 2, 2), np.float32), y=np.zeros(4, np.int64))
+    spec = ArtifactSpec("m.onnx", "onnx-fp32", path=tmp_path / "m.onnx", role="teacher")
+    [row] = bench_remote("loop", [spec], tmp_path / "eval.npz", recipe)
+    assert row.status == "pass" and row.role == "teacher"
+    assert "bonus_ms" not in row.latency and "throughput_ips" not in row.latency
+    assert row.latency["p50_ci_low_ms"] == 0.88 and row.noisy is True  # 0.5 > cov_warning 0.1
+    assert row.host == {"cpu_model": "x" * 200, "cpu_count": 4}
+    assert row.extra["peak_mem"]["scope"] == "artifact"
