@@ -222,8 +222,9 @@ def _preprocess(src: Path, dst: Path) -> Path:
     try:
         # onnxruntime's pre-processing may write temporary files (sym_shape_infer_temp.onnx, external-data
         # blobs) into the current directory: run it from a private one, so a user's folder stays clean.
+        source, target = Path(src).resolve(), Path(dst).resolve()  # before leaving the caller's directory
         with tempfile.TemporaryDirectory(prefix="cidpipe-ort-") as scratch, _working_directory(Path(scratch)):
-            quant_pre_process(str(Path(src).resolve()), str(Path(dst).resolve()), skip_symbolic_shape=False)
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
     except Exception as err:
         raise ModelError(
             f"onnxruntime cannot pre-process {src} for quantization: {_first_line(err)}"

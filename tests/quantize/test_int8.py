@@ -126,3 +126,20 @@ def test_not_a_model_and_budget_without_val(fp32_onnx, digits, tmp_path):
         quantize_static_int8(bogus, tmp_path / "q.onnx", digits[0][:8], QuantizeConfig())
     with pytest.raises(UsageError, match="no validation images"):
         quantize_static_int8(fp32_onnx, tmp_path / "q.onnx", digits[0][:8], QuantizeConfig(max_drop=0.1))
+
+
+def test_relative_paths_and_no_files_left_in_the_working_directory(fp32_onnx, digits, tmp_path, monkeypatch):
+    """`cidpipe run` passes paths relative to the user's directory (runs/<name>/...); onnxruntime's
+    pre-processing may drop temporary files into the working directory. Both must hold: the relative
+    paths resolve, and the user's directory gets nothing but the artifact."""
+    import shutil
+
+    x_train, _, x_val, y_val = digits
+    (tmp_path / "in").mkdir()
+    shutil.copy(fp32_onnx, tmp_path / "in" / "model.onnx")
+    monkeypatch.chdir(tmp_path)
+    before = {p.name for p in tmp_path.iterdir()}
+    calib, val = x_train[:64], (x_val, y_val)
+    quantize_static_int8("in/model.onnx", "model.int8.onnx", calib, QuantizeConfig(), val=val)
+    assert (tmp_path / "model.int8.onnx").is_file()
+    assert {p.name for p in tmp_path.iterdir()} - before == {"model.int8.onnx"}
