@@ -51,8 +51,10 @@ def train(
     from cidpipe.training import distributed
 
     parsed = recipe_from_cli(recipe, set_, out=out, seed=seed)
-    if parsed.teacher.model.checkpoint is not None and (nproc > 1 or distributed.launched_world_size() > 1):
-        raise UsageError("importing teacher.model.checkpoint trains nothing; run it without --nproc/torchrun")
+    if parsed.teacher.model.weights is not None and (nproc > 1 or distributed.launched_world_size() > 1):
+        raise UsageError(
+            "a teacher from teacher.model.weights is imported or fine-tuned in one process; drop --nproc"
+        )
     relaunch_if_requested(ctx, nproc)
     options = stage_options(_device(device, parsed), force, resume)
     options.device = distributed.init_from_env(options.device)  # cuda -> cuda:LOCAL_RANK under torchrun
