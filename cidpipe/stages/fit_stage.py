@@ -61,17 +61,14 @@ def fit_seeds(
     work: StageWork,
     bundle: DatasetBundle,
     optim: OptimConfig,
+    recipe,
     *,
     arch: str,
     base_lr: float,
     make_distiller: Callable[[int], torch.nn.Module],
     options: StageOptions,
-    batch_size: int,
-    eval_batch_size: int,
-    augment: bool = True,
     reuse_teacher_outputs: bool = False,
     source: dict[str, Any] | None = None,
-    trackers: tuple[str, ...] = (),
 ) -> Built | None:
     """Fit one model per seed in ``work``; what rank 0 publishes (None on the other DDP ranks).
 
@@ -80,6 +77,9 @@ def fit_seeds(
     rank trains (DDP); rank 0 alone evaluates the test splits, and the pipeline publishes what it returns
     while the other ranks wait for it.
     """
+    # What both training stages take from the recipe alike: batch sizes, augmentation, trackers.
+    batch_size, eval_batch_size = recipe.data.batch_size, recipe.data.eval_batch_size
+    augment, trackers = recipe.data.augment, tuple(recipe.report.trackers)
     device = distributed.init_from_env(options.device)
     rank = distributed.rank_and_world()[0]
     check_compile_device(optim, device)
@@ -89,7 +89,7 @@ def fit_seeds(
     tracking = TrackingSpec(
         history_csv=work.path(HISTORY_CSV),
         log_dir=run_dir / "tracking" / work.stage,
-        trackers=tuple(trackers),
+        trackers=trackers,
         tags={"run": run_dir.name, "stage": work.stage, "stage_id": work.id},
     )
     per_seed: list[dict[str, Any]] = []

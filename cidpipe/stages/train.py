@@ -70,14 +70,11 @@ class TeacherStage(TrainingStage):
             work,
             bundle,
             teacher.train,
+            recipe,
             arch=teacher.model.arch,
             base_lr=teacher.train.lr or info.default_lr,
             make_distiller=make,
             options=options,
-            batch_size=recipe.data.batch_size,
-            eval_batch_size=recipe.data.eval_batch_size,
-            augment=recipe.data.augment,
-            trackers=tuple(recipe.report.trackers),
             source=source,
         )
 
