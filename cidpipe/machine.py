@@ -21,6 +21,19 @@ def cpu_model() -> str:
     return runtime_cpu_model() or platform.machine()
 
 
+def x86_without_vnni(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """True on an x86 CPU (Linux /proc/cpuinfo) without VNNI int8 dot products (AVX-512 VNNI, AVX-VNNI or
+    AMX): ORT's U8S8 kernels there multiply pairs into int16 with saturation, so an INT8 graph can lose
+    accuracy its exact arithmetic does not (quantize.reduce_range exists for them). False elsewhere."""
+    try:
+        info = cpuinfo.read_text(errors="replace")
+    except OSError:
+        return False
+    flags = next((line.partition(":")[2].split() for line in info.splitlines()
+                  if line.startswith("flags")), [])
+    return "avx2" in flags and not {"avx512_vnni", "avx_vnni", "amx_int8"} & set(flags)
+
+
 def git_sha() -> str | None:
     root = Path(cidpipe.__file__).resolve().parent.parent
     try:

@@ -29,6 +29,23 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+
+@app.callback()
+def _global_options(
+    threads: int | None = typer.Option(
+        None, "--threads", min=1, envvar="CIDPIPE_THREADS",
+        help="CPU threads torch uses to train, distil and evaluate (before the command: cidpipe --threads 1 "
+        "run ...); default: torch's own choice, one per core. On a shared or busy machine 1 can be many "
+        "times faster (measured 12x per step on a loaded 2-core VM, BENCHMARKS.md). ONNX Runtime latency "
+        "runs take bench.threads.",
+    ),
+) -> None:
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 # OSError numbers that mean "this path cannot be used": the user fixes them by choosing another path
 # (--out, --junit, ...) or its permissions, so they are usage errors (exit 2), not surprises (exit 1).
 _PERMISSION_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 # fine-tuned activations over ~100 steps without jumping on one unusual batch.
 EMA_MOMENTUM = 0.01
 WEIGHT_QMAX = 127  # ORT quantizes int8 weights symmetrically to [-127, 127]
+REDUCED_WEIGHT_QMAX = 64  # ... and to [-64, 64] with reduce_range (7-bit weights, x86 without VNNI)
 
 
 def round_ste(x: Tensor) -> Tensor:
@@ -38,8 +39,8 @@ def fake_quantize(x: Tensor, scale: Tensor, zero_point: Tensor, qmin: int, qmax:
     return (q - zero_point) * scale
 
 
-def weight_scale(weight: Tensor, axis: int | None) -> Tensor:
-    """ORT's symmetric int8 weight scale: max |w| / 127, per output channel along ``axis`` or per tensor.
+def weight_scale(weight: Tensor, axis: int | None, qmax: int = WEIGHT_QMAX) -> Tensor:
+    """ORT's symmetric int8 weight scale: max |w| / qmax, per output channel along ``axis`` or per tensor.
 
     The scale is a function of the current weight (no state), as ORT recomputes it at export; an all-zero
     channel gets scale 1 instead of 0.
@@ -50,17 +51,17 @@ def weight_scale(weight: Tensor, axis: int | None) -> Tensor:
     else:
         dims = [d for d in range(w.dim()) if d != axis % w.dim()]
         absmax = w.amax(dim=dims) if dims else w
-    scale = absmax / WEIGHT_QMAX
+    scale = absmax / qmax
     return torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
-def fake_quantize_weight(weight: Tensor, axis: int | None) -> Tensor:
-    scale = weight_scale(weight, axis)
+def fake_quantize_weight(weight: Tensor, axis: int | None, qmax: int = WEIGHT_QMAX) -> Tensor:
+    scale = weight_scale(weight, axis, qmax)
     if axis is not None:
         shape = [1] * weight.dim()
         shape[axis % weight.dim()] = -1
         scale = scale.reshape(shape)
-    return fake_quantize(weight, scale, torch.zeros_like(scale), -WEIGHT_QMAX, WEIGHT_QMAX)
+    return fake_quantize(weight, scale, torch.zeros_like(scale), -qmax, qmax)
 
 
 class ActivationQuantizer(nn.Module):
@@ -70,7 +71,7 @@ class ActivationQuantizer(nn.Module):
     State (buffers, so a resumed fine-tune continues exactly): the tracked range [low, high]. Modes:
     ``fake`` quantizes (and, while training, moves the range towards each batch's min/max by EMA);
     ``calibrate`` passes values through in float and records the global min/max (ORT's MinMax rule) for a
-    recalibration of the fine-tuned weights.
+    recalibration of the fine-tuned weights; ``float`` passes them through (the float control).
 
     ``pinned`` quantizers (unsigned with zero point 0) keep their low end at 0: ORT folds a ReLU into such a
     quantizer (the Relu node is removed and the clamp at 0 does its work), so the range must not open
@@ -92,6 +93,8 @@ class ActivationQuantizer(nn.Module):
         self.mode = "fake"
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.mode == "float":
+            return x.clamp_min(0) if self.pinned else x
         if self.mode == "calibrate":
             with torch.no_grad():
                 self.seen_low.copy_(torch.minimum(self.seen_low, x.min()))

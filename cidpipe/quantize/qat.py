@@ -32,6 +32,8 @@ from torch import Tensor, nn
 from cidpipe.errors import ModelError
 from cidpipe.quantize.qdq_graph import QDQGraph
 
+RIDGE = 0.1  # of the mean diagonal of the regressor's normal equations (refit_regressor)
+
 
 @dataclass
 class GraphHeads:
@@ -165,8 +167,14 @@ def build_qat_distiller(
         feature_dim = int(graph.run({graph.input_name: probe}, [heads.features])[heads.features].shape[1])
     student = GraphStudent(graph, heads, feature_dim, num_classes)
     if method == "cid" and heads.dictionary is None:
-        raise ModelError("recipe method is cid but the INT8 graph has no CID head (softmax @ D); "
-                         "re-export the distilled student")
+        # The student stage selected a warm-up epoch, so the deployable is the plain student (no g, no D):
+        # fine-tune in CID's warm-up regime (KD + sample + class losses), the one it was selected under, with
+        # a warm-up longer than the fine-tune so no dictionary is accumulated and g never takes over.
+        warm = distill_cfg.model_copy(update={"cid": distill_cfg.cid.model_copy(
+            update={"warmup_epochs": qat_epochs + 1})})
+        distiller = build_distiller(method, student, teacher, warm, num_classes=num_classes,
+                                    epochs=qat_epochs + 2)
+        return FineTune(distiller, 0, method)
     distiller = build_distiller(method, student, teacher, distill_cfg, num_classes=num_classes,
                                 epochs=distill_epochs + qat_epochs)
     if heads.dictionary is not None:
@@ -203,11 +211,13 @@ def refit_regressor(finetune: FineTune, images: Tensor, batch_size: int) -> floa
     else:
         weight = torch.ones(len(t), device=device)
     design = torch.cat([h, torch.ones(len(h), 1, device=device)], 1) * weight.sqrt()[:, None]
-    # Ridge scaled to the features: quantized features have dead and near-constant dimensions, and an
-    # unregularised fit gives huge weights there that blow the sample loss's gradient up (measured: 7e10
-    # on the first MobileNetV3 step with a fixed 1e-4 ridge).
+    # Ridge scaled to the features: features have dead and near-constant dimensions, and a weakly
+    # regularised fit puts large weights there, so the first small moves of the backbone along them blow the
+    # sample loss up (measured: 7e10 gradients on the first MobileNetV3 step with a fixed 1e-4 ridge; with
+    # 1e-2 x the mean diagonal a weak MobileNetV2's sample loss went 0.2 -> 2915 in two steps and the
+    # fine-tune ended in NaN; with 0.1 it stayed at 0.24-0.29, at a fitted loss of 0.25 instead of 0.20).
     gram = design.T @ design
-    ridge = 1e-2 * gram.diagonal().mean() * torch.eye(design.shape[1], device=device)
+    ridge = RIDGE * gram.diagonal().mean() * torch.eye(design.shape[1], device=device)
     solution = torch.linalg.solve(gram + ridge, design.T @ (t * weight.sqrt()[:, None]))
     regressor.weight.copy_(solution[:-1].T)
     regressor.bias.copy_(solution[-1])
@@ -249,13 +259,17 @@ def export_candidates(graph: QDQGraph, ptq_proto: onnx.ModelProto, calib_x: np.n
     return out
 
 
-def float_weights_of(fp32_onnx: Path) -> dict[str, np.ndarray]:
-    """Initializers of the pre-processed FP32 graph (BN folded, as the quantizer saw it): the latent float
-    weights the fine-tune starts from, finer than their int8 copies."""
-    from onnx import numpy_helper
-
+def preprocessed_fp32(fp32_onnx: Path) -> onnx.ModelProto:
+    """The FP32 graph as the quantizer saw it: ORT's pre-processing, BatchNorm folded."""
     from cidpipe.quantize.int8 import _preprocess
 
     with tempfile.TemporaryDirectory(prefix="cidpipe-qat-") as tmp:
-        pre = _preprocess(Path(fp32_onnx), Path(tmp) / "pre.onnx")
-        return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(pre)).graph.initializer}
+        return onnx.load(str(_preprocess(Path(fp32_onnx), Path(tmp) / "pre.onnx")))
+
+
+def float_weights_of(fp32_onnx: Path) -> dict[str, np.ndarray]:
+    """Initializers of the pre-processed FP32 graph: the latent float weights the fine-tune starts from,
+    finer than their int8 copies."""
+    from onnx import numpy_helper
+
+    return {i.name: numpy_helper.to_array(i) for i in preprocessed_fp32(fp32_onnx).graph.initializer}

@@ -13,7 +13,13 @@ import torch
 
 from cidpipe.export.ort_run import make_session, run_onnx, top1_percent
 from cidpipe.quantize.config import QATConfig
-from cidpipe.quantize.qat import build_qat_distiller, export_candidates, float_weights_of, refit_regressor
+from cidpipe.quantize.qat import (
+    build_qat_distiller,
+    export_candidates,
+    float_weights_of,
+    preprocessed_fp32,
+    refit_regressor,
+)
 from cidpipe.quantize.qdq_graph import QDQGraph
 
 # Used when there is no validation split to measure both on. Neither won consistently in
@@ -52,13 +58,20 @@ def fine_tune_int8(
     eval_batch_size: int = 256,
     augment: bool = True,
     console=None,
+    simulate_quantization: bool = True,
+    optimization: str = "all",
 ) -> dict[str, Any]:
     """Fine-tune ``ptq_onnx`` (its graph, its float nodes) and write the result to ``out_path`` (no
-    metadata: the caller stamps it); returns what was done and measured."""
+    metadata: the caller stamps it); returns what was done and measured.
+
+    ``simulate_quantization=False`` is the experiment's control: the same fine-tune of the same graph in
+    float, written to ``out_path`` as an FP32 ONNX (``top1_float`` on validation). ``optimization`` is the
+    ORT level the exported candidates are judged with (int8.judging_optimization)."""
     from cidpipe.training.loop import RunSettings, fit
 
     ptq_proto = onnx.load(str(ptq_onnx))
     graph = QDQGraph(ptq_proto, float_weights_of(fp32_onnx))
+    graph.simulate_quantization(simulate_quantization)
     finetune = build_qat_distiller(method, graph, teacher, distill_cfg, num_classes=bundle.num_classes,
                                    distill_epochs=distill_epochs, qat_epochs=qat.epochs)
     finetune.to(device)
@@ -79,11 +92,17 @@ def fine_tune_int8(
         "regressor_refit_loss": regressor_loss, "history": result.history,
         "quantized_tensors": len(graph.quantized_tensors()),
     }
+    if not simulate_quantization:
+        Path(out_path).write_bytes(graph.write_float_into(preprocessed_fp32(fp32_onnx)).SerializeToString())
+        if val is not None:
+            info["top1_float"] = top1_percent(run_onnx(make_session(out_path), val[0]), val[1])
+        return info
     with tempfile.TemporaryDirectory(prefix="cidpipe-qat-") as tmp:
         candidates = export_candidates(graph, ptq_proto, calib_x, Path(tmp))
         if val is not None:
             for name, path in candidates.items():
-                info[f"top1_{name}"] = top1_percent(run_onnx(make_session(path), val[0]), val[1])
+                session = make_session(path, optimization=optimization)
+                info[f"top1_{name}"] = top1_percent(run_onnx(session, val[0]), val[1])
         choice = qat.scales
         if choice == "best":
             choice = (max(candidates, key=lambda n: info[f"top1_{n}"]) if val is not None

@@ -26,7 +26,13 @@ from onnx import numpy_helper
 from torch import Tensor, nn
 
 from cidpipe.errors import ModelError
-from cidpipe.quantize.fake_quant import ActivationQuantizer, fake_quantize_weight, weight_scale
+from cidpipe.quantize.fake_quant import (
+    REDUCED_WEIGHT_QMAX,
+    WEIGHT_QMAX,
+    ActivationQuantizer,
+    fake_quantize_weight,
+    weight_scale,
+)
 
 _INT_RANGES = {np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127)}
 
@@ -41,6 +47,9 @@ class QDQGraph(nn.Module):
     ) -> None:
         super().__init__()
         graph = proto.graph
+        # The weights' integer range, from the artifact's own record (int8._save_with_metadata): a 7-bit
+        # (reduce_range) artifact fine-tuned on the 8-bit grid would come back with weights it must not have.
+        self.weight_qmax = REDUCED_WEIGHT_QMAX if _recorded(proto).get("reduce_range") else WEIGHT_QMAX
         self.input_name = graph.input[0].name
         self.output_name = graph.output[0].name
         dims = graph.input[0].type.tensor_type.shape.dim[1:]
@@ -99,6 +108,8 @@ class QDQGraph(nn.Module):
                 self._float_constants.register_buffer(f"c{i}", value)
                 self.constants[name] = getattr(self._float_constants, f"c{i}")
         self.produced = {o for n in self.nodes for o in n.output} | set(self.sources)
+        self.simulate = True  # False: the same graph in float, the control of a QAT experiment
+
 
     # ------------------------------------------------------------------ construction
     def _add_weight(self, out: str, name: str, value: np.ndarray, axis: int | None, quantized: bool,
@@ -164,7 +175,8 @@ class QDQGraph(nn.Module):
         if source[0] == "weight":
             _, index, axis, quantized = source
             weight = self.weights[index]
-            value = fake_quantize_weight(weight, axis) if quantized else weight
+            simulated = quantized and self.simulate
+            value = fake_quantize_weight(weight, axis, self.weight_qmax) if simulated else weight
         else:
             _, index, upstream = source
             x = self._value(upstream, env)
@@ -178,12 +190,33 @@ class QDQGraph(nn.Module):
         for q in self.quantizers:
             q.mode = mode
 
+    def simulate_quantization(self, on: bool) -> None:
+        """Off: weights and activations pass in float (pinned quantizers still clamp at 0, where ORT
+        folded a ReLU into them), so the same fine-tune trains the float model: what QAT's gain is measured
+        against (benchmarks/bench_qat.py), since part of it is just more training."""
+        self.simulate = bool(on)
+        self.set_quantizer_mode("fake" if on else "float")
+
     # ------------------------------------------------------------------ export
     def quantized_tensors(self) -> set[str]:
         """Float names of every tensor a fake quantizer acts on (weights and activations)."""
         names = {s[2] for s in self.sources.values() if s[0] == "act"}
         names |= {self.weight_names[s[1]] for s in self.sources.values() if s[0] == "weight" and s[3]}
         return names
+
+    def write_float_into(self, proto: onnx.ModelProto) -> onnx.ModelProto:
+        """A copy of ``proto``, the pre-processed FP32 graph the PTQ graph was made from, with the
+        fine-tuned float weights in place of its initializers of the same names."""
+        out = onnx.ModelProto()
+        out.CopyFrom(proto)
+        inits = {i.name: i for i in out.graph.initializer}
+        missing = [n for n in self.weight_names if n not in inits]
+        if missing:
+            raise ModelError(f"the FP32 graph has no initializer {missing[0]} for the fine-tuned weight")
+        for name, weight in zip(self.weight_names, self.weights, strict=True):
+            value = weight.detach().cpu().numpy().astype(numpy_helper.to_array(inits[name]).dtype)
+            _replace(inits[name], value.reshape(inits[name].dims))
+        return out
 
     def write_into(self, proto: onnx.ModelProto) -> onnx.ModelProto:
         """A copy of ``proto`` (the PTQ graph this was built from) with the fine-tuned integer weights,
@@ -203,7 +236,7 @@ class QDQGraph(nn.Module):
                 continue
             w = self.weights[index].detach().cpu()
             axis = _source_axis(self, index)
-            scale = weight_scale(w, axis).numpy().astype(np.float32)
+            scale = weight_scale(w, axis, self.weight_qmax).numpy().astype(np.float32)
             weight_scales[self.weight_names[index]] = scale
             if "float" in where:  # TensorRT pair: the float weight stays, its Q/DQ scale changes
                 _replace(inits[where["float"]], w.numpy())
@@ -211,7 +244,8 @@ class QDQGraph(nn.Module):
                 shape = [1] * w.dim()
                 if axis is not None:
                     shape[axis % w.dim()] = -1
-                q = np.clip(np.rint(w.numpy() / scale.reshape(shape)), -127, 127).astype(np.int8)
+                qmax = self.weight_qmax
+                q = np.clip(np.rint(w.numpy() / scale.reshape(shape)), -qmax, qmax).astype(np.int8)
                 _replace(inits[where["int"]], q)
             _replace(inits[where["scale"]], scale.reshape(inits[where["scale"]].dims))
         for index, where in enumerate(self.weight_inits):
@@ -257,6 +291,17 @@ def _dequantize(raw: np.ndarray, scale: np.ndarray, zero: np.ndarray, axis: int 
     zero64 = zero.astype(np.float64).reshape(shape if zero.size > 1 else flat)
     scale64 = scale.astype(np.float64).reshape(shape if scale.size > 1 else flat)
     return ((raw.astype(np.float64) - zero64) * scale64).astype(np.float32)
+
+
+def _recorded(proto: onnx.ModelProto) -> dict:
+    """The quantization settings the INT8 artifact records in its metadata (empty when it has none)."""
+    import json
+
+    raw = next((p.value for p in proto.metadata_props if p.key == "quantization"), None)
+    try:
+        return json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
 
 
 def _replace(init: onnx.TensorProto, value: np.ndarray) -> None:

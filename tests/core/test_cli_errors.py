@@ -125,3 +125,19 @@ def test_gate_and_report_on_a_directory_that_is_not_a_run(tmp_path):
 def test_debug_env_shows_the_traceback(tmp_path):
     result = run_cli("train", str(_recipe(tmp_path, dat={})), env={"CIDPIPE_DEBUG": "1"})
     assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_threads_option_sets_torch_threads_and_refuses_zero(tmp_path):
+    from cidpipe.cli.main import exit_status
+
+    before = torch.get_num_threads()
+    try:
+        assert exit_status(["--threads", "3", "models"]) == 0
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+    result = run_cli("--threads", "0", "models")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("error: Invalid value for '--threads'")
+    from_env = run_cli("models", env={"CIDPIPE_THREADS": "zero"})
+    assert from_env.returncode == 2 and "CIDPIPE_THREADS" in from_env.stderr

@@ -20,12 +20,15 @@ from cidpipe.quantize.qat import float_weights_of
 from cidpipe.quantize.qdq_graph import QDQGraph
 
 
-@pytest.fixture(scope="module", params=["cpu", "trt"])
+@pytest.fixture(scope="module", params=["cpu", "trt", "cpu-7bit"])
 def ptq(request, cid_onnx, digits, tmp_path_factory):
+    """(target, PTQ artifact); cpu-7bit is a cpu artifact with reduce_range (weights in [-64, 64])."""
     x_train = digits[0]
+    target = request.param.removesuffix("-7bit")
+    cfg = QuantizeConfig(target=target, reduce_range=request.param.endswith("-7bit"))
     out = tmp_path_factory.mktemp(f"ptq-{request.param}") / "cid.int8.onnx"
-    quantize_static_int8(cid_onnx, out, x_train[:128], QuantizeConfig(target=request.param))
-    return request.param, out
+    quantize_static_int8(cid_onnx, out, x_train[:128], cfg)
+    return target, out
 
 
 def _ort(path_or_proto, x, target="cpu"):
@@ -142,3 +145,29 @@ def test_types_per_target(ptq):
             if node.op_type in ("Conv", "Gemm"):
                 assert producers.get(node.input[0]) == "DequantizeLinear", node.name
                 assert producers.get(node.input[1]) == "DequantizeLinear", node.name
+
+
+def test_with_quantization_off_the_graph_is_the_fp32_model(ptq, cid_onnx, digits):
+    """The control of the QAT benchmark trains this float graph: it must compute what the FP32 artifact
+    does, and write back into the FP32 graph's own initializers."""
+    from cidpipe.quantize.qat import preprocessed_fp32
+
+    target, path = ptq
+    graph = QDQGraph(onnx.load(str(path)), float_weights_of(cid_onnx))
+    graph.simulate_quantization(False)
+    x = digits[0][:64]
+    with torch.no_grad():
+        ours = graph(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(ours, _ort(cid_onnx, x), rtol=1e-4, atol=1e-4)
+    with torch.no_grad():
+        for weight in graph.weights:
+            weight.mul_(0.5)
+    written = graph.write_float_into(preprocessed_fp32(cid_onnx))
+    inits = {i.name: numpy_helper.to_array(i) for i in written.graph.initializer}
+    for name, weight in zip(graph.weight_names, graph.weights, strict=True):
+        np.testing.assert_array_equal(inits[name], weight.detach().numpy())
+    with torch.no_grad():
+        halved_float = graph(torch.from_numpy(x)).numpy()
+        graph.simulate_quantization(True)
+        halved_quantized = graph(torch.from_numpy(x)).numpy()
+    assert np.abs(halved_float - halved_quantized).max() > 1e-3, f"{target}: switching back must quantize"

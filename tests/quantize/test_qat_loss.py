@@ -70,3 +70,23 @@ def test_plain_student_qat_uses_kd_against_the_teacher(fp32_onnx, digits, teache
     cfg = DistillConfig().kd
     torch.testing.assert_close(out.loss, cfg.ce_weight * out.parts["ce"] + cfg.kd_weight * out.parts["kd"])
     assert np.isfinite(out.loss.item())
+
+
+def test_cid_run_whose_deployable_is_the_plain_student_fine_tunes_in_warm_up(fp32_onnx, digits, teacher,
+                                                                             tmp_path):
+    """A CID student selected in a warm-up epoch exports without g and D: QAT keeps that regime (KD, sample
+    and class losses; no CE through g, no dictionary) for every fine-tune epoch."""
+    graph = _graph(fp32_onnx, digits, tmp_path)
+    finetune = build_qat_distiller("cid", graph, teacher, DistillConfig(), num_classes=10,
+                                   distill_epochs=30, qat_epochs=3)
+    x, y = torch.from_numpy(digits[0][:64]), torch.from_numpy(digits[1][:64])
+    refit_regressor(finetune, x, 32)
+    finetune.train()
+    for epoch in range(3):
+        finetune.on_epoch_start(epoch)
+        out = finetune(x, y)
+        assert set(out.parts) == {"kd", "sample", "class"}, epoch
+        assert not finetune.distiller.accumulating() and not finetune.distiller.head_in_use()
+    finetune.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(finetune.predict(x), graph(x))

@@ -105,3 +105,17 @@ def test_pipeline_fine_tunes_and_records_both_paths(tmp_path):
         meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         assert '"path": "qat"' in meta["quantization"]
     assert set(read_manifest(stage).parents) == {"export", "student", "teacher"}
+
+
+def test_auto_does_not_fine_tune_away_a_miss_that_is_only_this_cpus_kernels(tmp_path):
+    """QAT simulates the exact Q/DQ arithmetic; when that already meets the budget the miss is kernel
+    saturation (tests/quantize/test_int8_judging.py), so auto stops with the diagnosis instead of training."""
+    from cidpipe.quantize.qat_stage import ptq_then_qat
+
+    recipe = _recipe(tmp_path, max_drop=0.5, qat={"enabled": "auto"})
+    ptq = {"top1_fp32": 90.0, "top1_int8": 88.0, "drop": 2.0, "nodes_in_float": ["conv"],
+           "budget_met": False, "top1_int8_exact": 89.9,
+           "budget_message": "INT8 drop 2.00 points > budget 0.5; but the graph's exact Q/DQ arithmetic "
+           "drops only +0.10 points", "kernel_diagnosis": "the graph's exact ... +0.10 points"}
+    with pytest.raises(ParityError, match=r"drops only \+0.10 points; quantization-aware fine-tuning skip"):
+        ptq_then_qat(recipe, recipe.quantize, None, None, ptq, None, None, None, {}, None, "cpu", None)
