@@ -31,7 +31,7 @@ import torch
 
 from cidpipe.config import validate_recipe
 from cidpipe.errors import ParityError, TrainingDiverged
-from cidpipe.export.ort_run import top1_percent
+from cidpipe.export.ort_run import make_session, run_onnx, top1_percent
 from cidpipe.machine import cpu_model
 from cidpipe.manifest import read_manifest
 from cidpipe.pipeline import run_pipeline
@@ -65,16 +65,11 @@ def recipe_for(args: argparse.Namespace, seed: int):
     })
 
 
-def _top1(path: Path, x: np.ndarray, y: np.ndarray, target: str) -> float:
-    # A TensorRT (S8S8) graph runs unoptimised: ORT's fused x86 S8S8 kernels saturate on CPUs without VNNI
-    # (tests/quantize/test_qat_graph.py), the literal Q/DQ arithmetic is what TensorRT computes.
-    options = ort.SessionOptions()
-    if target == "trt":
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    session_x = session.get_inputs()[0].name
-    logits = np.concatenate([session.run(None, {session_x: x[i:i + 500]})[0] for i in range(0, len(x), 500)])
-    return top1_percent(logits, y)
+def _top1(path: Path, x: np.ndarray, y: np.ndarray, optimization: str = "all") -> float:
+    """ORT CPU top-1; ``optimization="disabled"`` is the graph's literal Q/DQ arithmetic (int32 accumulation,
+    what TensorRT computes), whatever this CPU's INT8 kernels do."""
+    session = make_session(path, threads=1, optimization=optimization)
+    return top1_percent(run_onnx(session, x, batch_size=500), y)
 
 
 def measure_seed(args: argparse.Namespace, seed: int) -> dict:
@@ -83,7 +78,7 @@ def measure_seed(args: argparse.Namespace, seed: int) -> dict:
     and the float control, measured here whatever the stage decided."""
     from cidpipe.data.registry import load_dataset
     from cidpipe.modelio import load_stage_model
-    from cidpipe.quantize.int8 import quantize_static_int8
+    from cidpipe.quantize.int8 import judging_optimization, quantize_static_int8
     from cidpipe.quantize.qat_stage import run_fine_tune
     from cidpipe.stages.quantize import calibration_images
 
@@ -109,25 +104,25 @@ def measure_seed(args: argparse.Namespace, seed: int) -> dict:
     val = bundle.val.to_numpy()
     calib = calibration_images(recipe, bundle)
     teacher, _ = load_stage_model(run_dir / "teacher")
+    judged = judging_optimization(args.target)  # how the pipeline judges this variant
     with tempfile.TemporaryDirectory() as tmp:
         ptq, qat, control = (Path(tmp) / f"{name}.onnx" for name in ("ptq", "qat", "control"))
         cfg = recipe.quantize.model_copy(update={"max_drop": None})
         quantize_static_int8(fp32, ptq, calib, cfg, nodes_to_exclude=nodes)
-        test = {"fp32": _top1(fp32, test_x, test_y, "cpu"), "ptq": _top1(ptq, test_x, test_y, args.target),
-                # The literal Q/DQ arithmetic (int32 accumulation), whatever this CPU's INT8 kernels do.
-                "ptq_exact": _top1(ptq, test_x, test_y, "trt")}
+        test = {"fp32": _top1(fp32, test_x, test_y), "ptq": _top1(ptq, test_x, test_y, judged),
+                "ptq_exact": _top1(ptq, test_x, test_y, "disabled")}
         if args.target == "cpu" and not recipe.quantize.reduce_range:  # the fix for x86 without VNNI
             seven = Path(tmp) / "ptq7.onnx"
             quantize_static_int8(fp32, seven, calib, cfg.model_copy(update={"reduce_range": True}),
                                  nodes_to_exclude=nodes)
-            test["ptq_7bit"] = _top1(seven, test_x, test_y, "cpu")
+            test["ptq_7bit"] = _top1(seven, test_x, test_y)
         common = dict(teacher=teacher, bundle=bundle, calib=calib, val=val, options=options,
                       target=args.target)
         try:
             info = run_fine_tune(recipe, fp32, ptq, qat, checkpoint=Path(tmp) / "q.pt", **common)
             out["qat"] = {k: v for k, v in info.items() if k != "history"}
-            test["qat"] = _top1(qat, test_x, test_y, args.target)
-            test["qat_exact"] = _top1(qat, test_x, test_y, "trt")
+            test["qat"] = _top1(qat, test_x, test_y, judged)
+            test["qat_exact"] = _top1(qat, test_x, test_y, "disabled")
             out["latency_ms"] = interleaved_latency({"ptq": ptq, "qat": qat}, test_x[:1], rounds=10,
                                                     per_round=30)
             out["same_graph"] = _ops(ptq) == _ops(qat)
@@ -136,7 +131,7 @@ def measure_seed(args: argparse.Namespace, seed: int) -> dict:
         try:
             info = run_fine_tune(recipe, fp32, ptq, control, checkpoint=Path(tmp) / "c.pt",
                                  simulate_quantization=False, **common)
-            test["control"] = _top1(control, test_x, test_y, "cpu")
+            test["control"] = _top1(control, test_x, test_y)
             out["val"]["control"] = info.get("top1_float")
         except TrainingDiverged as err:
             out["control_diverged"] = str(err)

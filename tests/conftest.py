@@ -70,6 +70,28 @@ def run_cli(
     )
 
 
+def sigkill_when_file_appears(args: list[str], root: Path, pattern: str, timeout: float = 240) -> Path:
+    """Start `cidpipe *args`, SIGKILL it as soon as ``root.glob(pattern)`` finds a file (an epoch
+    checkpoint, say) and return that file; fails the test if none appears before the process ends."""
+    import signal
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "cidpipe", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + timeout
+    found: list[Path] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        found = list(root.glob(pattern))
+        if found:
+            break
+        time.sleep(0.05)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert found, f"no {pattern} appeared under {root} before the process ended"
+    return found[0]
+
+
 def json_reply(proc: subprocess.CompletedProcess, *, ok: bool = True) -> object:
     """The ``result`` of a verb's ``--json`` reply, after checking it is the one object of the contract."""
     import json

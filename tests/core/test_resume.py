@@ -4,39 +4,19 @@ to a run that was never killed (same weights, same history); a rerun is cached."
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 
 import yaml
 
-from tests.conftest import run_cli, tiny_recipe_dict
+from tests.conftest import run_cli, sigkill_when_file_appears, tiny_recipe_dict
 
 
 def test_sigkill_then_resume_then_cached(tmp_path):
     recipe = tmp_path / "recipe.yaml"
     recipe.write_text(yaml.safe_dump(tiny_recipe_dict(tmp_path / "runs", teacher={"train": {"epochs": 12}})))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "cidpipe", "train", str(recipe), "--device", "cpu"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
     run_dir = tmp_path / "runs" / "tiny"
-    deadline = time.monotonic() + 240
-    checkpoint = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = list(run_dir.glob(".teacher.partial-*/checkpoints/seed0.pt"))
-        if found:
-            checkpoint = found[0]
-            break
-        time.sleep(0.05)
-    assert checkpoint is not None, "no epoch checkpoint appeared"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    sigkill_when_file_appears(["train", str(recipe), "--device", "cpu"], run_dir,
+                              ".teacher.partial-*/checkpoints/seed0.pt")
     assert not (run_dir / "teacher" / "manifest.json").exists(), "a killed stage must not look finished"
 
     resumed = run_cli("train", str(recipe), "--device", "cpu")

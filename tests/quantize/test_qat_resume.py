@@ -5,17 +5,12 @@ killed."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import yaml
 
-from tests.conftest import run_cli, tiny_recipe_dict
+from tests.conftest import run_cli, sigkill_when_file_appears, tiny_recipe_dict
 
 
 @pytest.mark.slow
@@ -33,20 +28,8 @@ def test_sigkill_during_qat_then_resume_is_byte_identical(tmp_path):
     expected = json.loads((stage / "manifest.json").read_text())
     shutil.rmtree(stage)  # teacher, student and export stay: the rerun reuses them
 
-    proc = subprocess.Popen([sys.executable, "-m", "cidpipe", "run", str(recipe), "--device", "cpu"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
-    deadline = time.monotonic() + 240
-    checkpoint = None
-    while time.monotonic() < deadline and proc.poll() is None:
-        found = list(stage.parent.glob(".quantize.partial-*/checkpoints/qat-cpu.pt"))
-        if found:
-            checkpoint = found[0]
-            break
-        time.sleep(0.05)
-    assert checkpoint is not None, "no QAT epoch checkpoint appeared"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    sigkill_when_file_appears(["run", str(recipe), "--device", "cpu"], stage.parent,
+                              ".quantize.partial-*/checkpoints/qat-cpu.pt")
     assert not (stage / "manifest.json").exists(), "a killed stage must not look finished"
 
     resumed = run_cli("run", str(recipe), "--device", "cpu")
