@@ -1,8 +1,9 @@
 """Self-check of the latency protocol: its median against a plain ``timeit`` loop of the same call.
 
 Both timers run interleaved in one process, alternating which goes first each round (A B, B A, ...), so
-slow drifts of a shared machine (frequency, other jobs) hit both equally; the result is the median of
-the per-round medians of each.
+slow drifts of a shared machine (frequency, other jobs) hit both equally. The ratio is the median of the
+per-round ratios: each round's two medians are taken back to back, so a burst of load from another job
+shifts one pair, not the verdict (a ratio of medians taken over all rounds let two loaded rounds decide).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ class TimerComparison:
     timeit_median_ms: float
     rounds: int
     runs_per_round: int
+    round_ratios: tuple[float, ...]
 
     @property
     def ratio(self) -> float:
-        return self.protocol_median_ms / self.timeit_median_ms
+        """Median over rounds of protocol median / timeit median, each pair measured back to back."""
+        return statistics.median(self.round_ratios)
 
 
 def compare_with_timeit(
@@ -49,4 +52,5 @@ def compare_with_timeit(
         order = (with_protocol, with_timeit) if index % 2 == 0 else (with_timeit, with_protocol)
         for measure in order:
             measure()
-    return TimerComparison(statistics.median(protocol), statistics.median(plain), rounds, runs)
+    ratios = tuple(mine / theirs for mine, theirs in zip(protocol, plain, strict=True))
+    return TimerComparison(statistics.median(protocol), statistics.median(plain), rounds, runs, ratios)

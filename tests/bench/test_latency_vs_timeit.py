@@ -1,4 +1,8 @@
-"""The protocol's median agrees with a plain timeit loop of the same ORT session.run (within 10 %)."""
+"""The protocol's median agrees with a plain timeit loop of the same ORT session.run (within 10 %).
+
+CI runs this next to another pytest worker that trains models on the same two cores, so a single
+attempt can see a burst of load; a systematic bias of the protocol shows in every attempt, load in few.
+"""
 
 from __future__ import annotations
 
@@ -48,10 +52,12 @@ def test_protocol_median_agrees_with_timeit(tmp_path):
     backend = OrtBackend(str(path), threads=1)
     feed = {backend.input_name: np.random.default_rng(1).normal(size=(1, 3, 32, 32)).astype(np.float32)}
     session = backend.session
-    ratios = []
-    for _attempt in range(2):  # one retry: the machine is shared with other jobs
+    attempts = []
+    for _attempt in range(3):
         result = compare_with_timeit(lambda: session.run(None, feed), rounds=5, runs=100, warmup_runs=10)
-        ratios.append(result.ratio)
+        attempts.append(result)
         if abs(result.ratio - 1.0) <= 0.10:
             break
-    assert abs(ratios[-1] - 1.0) <= 0.10, f"protocol/timeit median ratios {ratios}"
+    assert abs(attempts[-1].ratio - 1.0) <= 0.10, "protocol/timeit per-round ratios: " + "; ".join(
+        " ".join(f"{r:.3f}" for r in attempt.round_ratios) for attempt in attempts
+    )
