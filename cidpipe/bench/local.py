@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 import numpy as np
-from cidpipe_runtime.accuracy import evaluate, tile_to_batch
+from cidpipe_runtime.accuracy import accuracy_of, tile_to_batch
 from cidpipe_runtime.errors import RuntimeFailure
 from cidpipe_runtime.host import host_facts
 from cidpipe_runtime.latency import is_noisy, measure_latency
@@ -30,6 +30,12 @@ def _one_line(err: BaseException) -> str:
 def class_breakdown(accuracy: dict[str, Any]) -> dict[str, Any]:
     """Per-class top-1 and the confusion matrix of an accuracy pass, when it measured them."""
     return {key: accuracy[key] for key in ("per_class_top1", "confusion") if accuracy.get(key) is not None}
+
+
+def arithmetic(accuracy: dict[str, Any]) -> dict[str, Any]:
+    """``accuracy_arithmetic`` when the accuracy came from another arithmetic than the timed session's."""
+    label = accuracy.get("arithmetic")
+    return {"accuracy_arithmetic": label} if label else {}
 
 
 def _size_bytes(spec: ArtifactSpec) -> int | None:
@@ -97,7 +103,9 @@ def _bench_one(
               "host": _host(backend)}
     status, error, accuracy = "pass", None, {}
     try:
-        accuracy = evaluate(backend, eval_x, eval_y, cfg.batch_sizes[0], ref_pred)
+        # A runtime backend is judged on the arithmetic its artifact is deployed with (see accuracy_of).
+        judged = getattr(backend, "inner", backend)
+        accuracy = accuracy_of(judged, eval_x, eval_y, cfg.batch_sizes[0], ref_pred)
         if not np.isfinite(backend.run(tile_to_batch(eval_x, 1))).all():
             status, error = "exported-but-failed", "non-finite logits"
         elif accuracy.get("agreement") is not None and accuracy["agreement"] < cfg.min_agreement:
@@ -122,7 +130,7 @@ def _bench_one(
             top1=accuracy.get("top1"),
             top5=accuracy.get("top5"),
             agreement=accuracy.get("agreement"),
-            extra={"eval_samples": accuracy.get("n"), **class_breakdown(accuracy)},
+            extra={"eval_samples": accuracy.get("n"), **class_breakdown(accuracy), **arithmetic(accuracy)},
         )
         try:
             stats = measure_latency(

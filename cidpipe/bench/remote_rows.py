@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from cidpipe_runtime.latency import STAT_KEYS, is_noisy
+from cidpipe_runtime.ort_backend import EXACT_QDQ
 
 from cidpipe.bench.devices.inventory import DeviceSpec, load_inventory
 from cidpipe.bench.devices.remote import run_remote_bench
@@ -83,6 +84,7 @@ def _runtime_rows(
                 host=host,
                 extra={
                     **_class_breakdown(accuracy),
+                    **_arithmetic(accuracy),
                     "remote": out.get("remote"),
                     "warnings": [str(w)[:500] for w in out.get("warnings", [])[:20]],
                     # the runtime process loaded only this artifact: its ru_maxrss is the artifact's peak
@@ -91,6 +93,11 @@ def _runtime_rows(
             )
         )
     return rows
+
+
+def _arithmetic(accuracy: dict[str, Any]) -> dict[str, Any]:
+    """The runtime's label of an accuracy measured on an exact Q/DQ twin, only as the runtime writes it."""
+    return {"accuracy_arithmetic": EXACT_QDQ} if accuracy.get("arithmetic") == EXACT_QDQ else {}
 
 
 def _class_breakdown(accuracy: dict[str, Any]) -> dict[str, Any]:

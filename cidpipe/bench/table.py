@@ -79,8 +79,14 @@ def results_table(results: list[BenchResult], title: str = "cidpipe bench") -> T
 def result_notes(results: list[BenchResult], cov_threshold: float) -> list[str]:
     """Lines printed under the table: errors of non-passing rows and high-variance latency warnings."""
     notes = []
+    judged_exactly = set()
     for row in results:
         where = f"{row.artifact} [{row.backend}, {row.device}, batch {row.batch_size}]"
+        arithmetic = (row.extra or {}).get("accuracy_arithmetic")
+        if arithmetic and (row.artifact, row.device) not in judged_exactly:  # once, not per batch size
+            judged_exactly.add((row.artifact, row.device))
+            notes.append(f"{row.artifact} [{row.device}]: top-1 measured on its {arithmetic}; "
+                         "latency on the optimised session")  # fmt: skip
         if row.error:
             notes.append(f"{where} {row.status}: {row.error}")
         warning = high_cov_warning(row.latency, cov_threshold) if row.latency else None

@@ -102,6 +102,8 @@ def _notes(result: dict[str, Any]) -> str:
         notes.append(f"noisy (CoV {float((result.get('latency') or {}).get('cov', 0)):.2f})")
     if result.get("slower_than_fp32"):
         notes.append("slower than FP32 here")
+    if (result.get("extra") or {}).get("accuracy_arithmetic"):
+        notes.append("top-1 on its exact Q/DQ arithmetic (as TensorRT computes), latency on ORT")
     if result.get("error"):
         notes.append(str(result["error"]))
     return "; ".join(notes)
@@ -173,11 +175,22 @@ def hash_table(run: RunData) -> Table:
     return table
 
 
+# Row extras that describe the accuracy pass, not the device: they have their own tables (per class,
+# confusion) or a note in the artifact table.
+_NOT_DEVICE_STATE = {"per_class_top1", "confusion", "eval_samples", "accuracy_arithmetic"}
+
+
+def _state_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return " ".join(f"{key}:{item}" for key, item in value.items() if item is not None) or DASH
+    return str(value)
+
+
 def device_state_table(run: RunData) -> Table | None:
     table = Table("Device state during the bench", ["Result", "Provider", "Threads", "State"])
     for result in run.results:
-        extra = result.get("extra") or {}
-        state = ", ".join(f"{key}={value}" for key, value in sorted(extra.items())) or DASH
+        extra = {k: v for k, v in (result.get("extra") or {}).items() if k not in _NOT_DEVICE_STATE}
+        state = ", ".join(f"{key}={_state_value(value)}" for key, value in sorted(extra.items())) or DASH
         table.rows.append([result_subject(result), str(result.get("provider") or DASH),
                            str(result.get("threads", DASH)), state])  # fmt: skip
     return table if table.rows else None

@@ -56,6 +56,19 @@ def evaluate(
 MAX_CONFUSION_CLASSES = 20
 
 
+def accuracy_of(
+    backend: Any, x: np.ndarray, y: np.ndarray, batch_size: int, ref_pred: np.ndarray | None = None
+) -> dict[str, Any]:
+    """:func:`evaluate` on the arithmetic the artifact is deployed with: a TensorRT INT8 graph on an ORT
+    CPU session is evaluated on its exact Q/DQ twin (``arithmetic`` names it in the result)."""
+    from cidpipe_runtime.ort_backend import EXACT_QDQ, exact_qdq_twin
+
+    twin = exact_qdq_twin(backend)
+    if twin is None:
+        return evaluate(backend, x, y, batch_size, ref_pred)
+    return {**evaluate(twin, x, y, batch_size, ref_pred), "arithmetic": EXACT_QDQ}
+
+
 def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> list[list[int]]:
     counts = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(counts, (labels, pred), 1)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from cidpipe_runtime import __version__
-from cidpipe_runtime.accuracy import evaluate, tile_to_batch
+from cidpipe_runtime.accuracy import accuracy_of, tile_to_batch
 from cidpipe_runtime.errors import InputError, RuntimeFailure
 from cidpipe_runtime.host import host_facts
 from cidpipe_runtime.latency import high_cov_warning, measure_latency
@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise InputError(f"model file not found: {args.model}")
     data = load_eval_npz(args.data, args.max_samples)
     backend = _make_backend(args)
-    accuracy = evaluate(backend, data["x"], data["y"], args.batch_sizes[0], data.get("ref_pred"))
+    accuracy = accuracy_of(backend, data["x"], data["y"], args.batch_sizes[0], data.get("ref_pred"))
     latency, warnings = [], []
     for batch_size in args.batch_sizes:
         batch = tile_to_batch(data["x"], batch_size)

@@ -9,16 +9,14 @@ effect is real on the CPUs where it exists (the test that needs it is skipped el
 
 from __future__ import annotations
 
-import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from cidpipe.errors import ParityError
 from cidpipe.export.ort_run import make_session, run_onnx, top1_percent
 from cidpipe.machine import x86_without_vnni
 from cidpipe.quantize.config import QuantizeConfig
 from cidpipe.quantize.int8 import _kernel_diagnosis, judging_optimization, quantize_static_int8
+from tests.fixtures.saturating import saturating_inputs, saturating_model
 
 
 def test_trt_variant_is_judged_on_its_exact_arithmetic(fp32_onnx, digits, tmp_path):
@@ -61,33 +59,10 @@ def test_x86_without_vnni_reads_the_cpu_flags(tmp_path, flags, expected):
     assert x86_without_vnni(tmp_path / "missing") is False
 
 
-def _saturating_model(path, channels=8):
-    """conv_a (identity, the node the one-probe budget search keeps in float) then a 1x1 convolution with
-    two outputs: out0 sums all inputs with weight 1, out1 sums every other input with weight 1.5. Inputs
-    are near their calibrated maximum (u8 ~255) and out0's weights all quantize to 127, so each of its U8xS8
-    pairs is ~64770, past int16, where AVX2 kernels saturate and halve it; out1's pairs have one zero weight
-    and do not. Exact: out0 ~ 7.6 > out1 ~ 5.7 (class 0); saturated: out0 ~ 3.8 < out1 (class 1)."""
-    identity = np.eye(channels, dtype=np.float32).reshape(channels, channels, 1, 1)
-    out1 = np.where(np.arange(channels) % 2 == 0, 1.5, 0.0).astype(np.float32)
-    weight = np.stack([np.ones(channels, np.float32), out1]).reshape(2, channels, 1, 1)
-    graph = helper.make_graph(
-        [helper.make_node("Conv", ["x", "eye"], ["a"], name="conv_a"),
-         helper.make_node("Conv", ["a", "w"], ["b"], name="conv_sat"),
-         helper.make_node("Flatten", ["b"], ["y"], name="flatten")],
-        "saturate",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, channels, 1, 1])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 2])],
-        [onnx.numpy_helper.from_array(identity, "eye"), onnx.numpy_helper.from_array(weight, "w")],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
-    return path
-
-
 @pytest.mark.skipif(not x86_without_vnni(), reason="U8S8 int16 saturation exists on x86 CPUs without VNNI")
 def test_kernel_saturation_is_named_in_the_budget_error(tmp_path):
-    x = np.random.default_rng(0).uniform(0.9, 1.0, (256, 8, 1, 1)).astype(np.float32)
-    labels = np.zeros(len(x), np.int64)  # out0 > out1 for every input in float (see _saturating_model)
-    model = _saturating_model(tmp_path / "sat.onnx")
+    x, labels = saturating_inputs()
+    model = saturating_model(tmp_path / "sat.onnx")
     probe = tmp_path / "probe.onnx"
     quantize_static_int8(model, probe, x, QuantizeConfig(target="cpu", float_stem=False))
     exact = top1_percent(run_onnx(make_session(probe, optimization="disabled"), x), labels)
