@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cidpipe_runtime.latency import STAT_KEYS, is_noisy
+from cidpipe_runtime.latency import STAT_KEYS, is_noisy, summarize
 from cidpipe_runtime.ort_backend import EXACT_QDQ
 
 from cidpipe.bench.devices.inventory import DeviceSpec, load_inventory
@@ -164,20 +164,25 @@ def _jetson_trt_rows(device: DeviceSpec, artifacts: list[ArtifactSpec], recipe: 
         except CidpipeError as err:
             rows.append(BenchResult(**base, status="failed", error=str(err), failure=failure_kind(err)))
             continue
-        rows.append(_timing_row(base, timing, batch))
+        rows.append(_timing_row(base, timing, batch, recipe.bench.cov_warning))
     return rows
 
 
-def _timing_row(base: dict[str, Any], timing, batch: int) -> BenchResult:
-    stats = timing.trtexec.get("stats", {}).get("latency", {})
-    latency = {
-        "mean_ms": stats.get("mean_ms"),
-        "p50_ms": stats.get("median_ms"),
-        "p90_ms": stats.get("p90_ms"),
-        "p99_ms": stats.get("p99_ms"),
-        "min_ms": stats.get("min_ms"),
-        "max_ms": stats.get("max_ms"),
-    }
+def _timing_row(base: dict[str, Any], timing, batch: int, cov_warning: float) -> BenchResult:
+    """A trtexec row: the protocol's statistics of trtexec's per-query latencies when the board wrote them
+    (so the gate gets a p50 interval and a noisy flag, as for every other row), else trtexec's summary."""
+    if timing.latencies_ms:
+        latency = summarize(timing.latencies_ms)
+    else:
+        stats = timing.trtexec.get("stats", {}).get("latency", {})
+        latency = {
+            "mean_ms": stats.get("mean_ms"),
+            "p50_ms": stats.get("median_ms"),
+            "p90_ms": stats.get("p90_ms"),
+            "p99_ms": stats.get("p99_ms"),
+            "min_ms": stats.get("min_ms"),
+            "max_ms": stats.get("max_ms"),
+        }
     qps = timing.trtexec.get("throughput_qps")
     per_query = timing.energy_per_query_mj
     per_image = timing.energy_per_image_mj(batch)  # a trtexec query is one batch
@@ -185,6 +190,7 @@ def _timing_row(base: dict[str, Any], timing, batch: int) -> BenchResult:
         **base,
         status="pass",
         latency=latency,
+        noisy=is_noisy(latency, cov_warning),
         throughput_ips=qps * batch if qps else None,
         power_w=timing.average_power_w,
         energy_per_image_mj=per_image,
@@ -195,6 +201,7 @@ def _timing_row(base: dict[str, Any], timing, batch: int) -> BenchResult:
             "clocks": timing.clocks,
             "tensorrt": timing.trtexec.get("tensorrt_version"),
             "energy_per_query_mj": per_query,
+            "latency_source": timing.latency_source,
         },
     )
 

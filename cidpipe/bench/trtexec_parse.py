@@ -41,6 +41,10 @@ class TrtexecReport:
     throughput_qps: float | None = None
     total_host_walltime_s: float | None = None
     total_gpu_compute_time_s: float | None = None
+    # "Warmup completed W queries over ..." and "Timing trace has M queries over ...": how to line up
+    # the per-query --exportTimes file with the summary (cidpipe/bench/trtexec_times.py)
+    warmup_queries: int | None = None
+    timed_queries: int | None = None
     # each: {"min_ms", "max_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms"} as present
     stats: dict[str, dict[str, float]] = field(default_factory=dict)
 
@@ -81,6 +85,10 @@ def parse_trtexec(text: str) -> TrtexecReport:
             report.compute_capability = match.group(1)
         elif match := re.match(r"Throughput:\s*([-+0-9.eE]+)\s*qps", line):
             report.throughput_qps = float(match.group(1))
+        elif match := re.match(r"Warmup completed\s+(\d+)\s+queries\b", line):
+            report.warmup_queries = int(match.group(1))
+        elif match := re.match(r"Timing trace has\s+(\d+)\s+queries\b", line):
+            report.timed_queries = int(match.group(1))
         elif match := re.match(r"Total Host Walltime:\s*([-+0-9.eE]+)\s*s\b", line):
             report.total_host_walltime_s = float(match.group(1))
         elif match := re.match(r"Total GPU Compute Time:\s*([-+0-9.eE]+)\s*s\b", line):

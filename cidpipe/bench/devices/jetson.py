@@ -26,10 +26,11 @@ from cidpipe.bench.devices.probe import (
 from cidpipe.bench.devices.ssh import SshTarget
 from cidpipe.bench.devices.workspace import make_run_dir, remove_run_dir, upload
 from cidpipe.bench.tegrastats_parse import parse_tegrastats
-from cidpipe.bench.trtexec_parse import parse_trtexec, require_performance
+from cidpipe.bench.trtexec_parse import TrtexecReport, parse_trtexec, require_performance
+from cidpipe.bench.trtexec_times import MAX_TIMES_BYTES, TIMES_FILE, TimesUnusable, timed_latencies
 from cidpipe.errors import DeviceError, UsageError
 
-_PATH_FLAGS = ("--onnx=", "--saveEngine=", "--loadEngine=", "--timingCacheFile=")
+_PATH_FLAGS = ("--onnx=", "--saveEngine=", "--loadEngine=", "--timingCacheFile=", "--exportTimes=")
 # Sample tegrastats for exactly the lifetime of the command. Only OUR tegrastats is killed (by pid):
 # `tegrastats --stop` would also stop a monitor someone else started on the board.
 _RUN_WITH_TEGRASTATS = (
@@ -57,6 +58,9 @@ class JetsonTiming:
     power_mode: str
     clocks: dict[str, Any] = field(default_factory=dict)
     board: str | None = None  # /proc/device-tree/model, e.g. "NVIDIA Jetson AGX Orin Developer Kit"
+    # Per timed query (--exportTimes), None when unusable; latency_source says which the row's stats are.
+    latencies_ms: list[float] | None = None
+    latency_source: str = "trtexec summary"
 
     def energy_per_image_mj(self, batch_size: int) -> float | None:
         return None if self.energy_per_query_mj is None else self.energy_per_query_mj / max(1, batch_size)
@@ -177,7 +181,8 @@ def time_engine_on_device(
         try:
             tegrastats_file = f"{run_dir}/tegrastats.log"
             argv = ["sh", "-c", _RUN_WITH_TEGRASTATS, "sh", tegrastats_file, str(tegrastats_interval_ms),
-                    trtexec, f"--loadEngine={engine}", *device_trtexec_args(trtexec_args)]
+                    trtexec, f"--loadEngine={engine}", *device_trtexec_args(trtexec_args),
+                    f"--exportTimes={run_dir}/{TIMES_FILE}"]
             completed = target.run(argv, what="trtexec timing")
             log = completed.stdout + completed.stderr
             if completed.returncode != 0:
@@ -185,6 +190,7 @@ def time_engine_on_device(
                                   f"{_first_error_line(log)}")
             present = target.run(["test", "-f", tegrastats_file]).returncode == 0
             tegrastats_log = target.read_file(tegrastats_file).decode(errors="replace") if present else None
+            times = _read_capped(target, f"{run_dir}/{TIMES_FILE}", MAX_TIMES_BYTES)
         finally:
             remove_run_dir(target, run_dir)
         power_mode = parse_power_mode(optional_output(target, ["nvpmodel", "-q"]))
@@ -194,10 +200,35 @@ def time_engine_on_device(
         if own_target:
             target.close()
     # A log without a performance summary is a failed run, never a row of empty "pass" numbers.
-    report = require_performance(parse_trtexec(log), f"trtexec on {device.name}").to_dict()
+    parsed = require_performance(parse_trtexec(log), f"trtexec on {device.name}")
+    latencies, source = _per_query(times, parsed)
+    report = parsed.to_dict()
     samples, average_w = _power(tegrastats_log, tegrastats_interval_ms)
     qps = report.get("throughput_qps")
     energy = average_w * 1000.0 / qps if average_w is not None and qps else None
     return JetsonTiming(engine=engine, trtexec_log=log, trtexec=report, tegrastats_log=tegrastats_log,
                         tegrastats_samples=samples, average_power_w=average_w, energy_per_query_mj=energy,
-                        power_mode=power_mode, clocks=clocks, board=board or None)
+                        power_mode=power_mode, clocks=clocks, board=board or None,
+                        latencies_ms=latencies, latency_source=source)
+
+
+def _read_capped(target: SshTarget, path: str, limit: int) -> bytes | None:
+    """The bytes of a remote file of at most ``limit`` bytes (a larger one comes back as ``limit + 1``
+    bytes, which its parser refuses, without being transferred), or None when the file is absent (a
+    trtexec too old for --exportTimes)."""
+    sized = target.run(["wc", "-c", path], what="sizing trtexec's per-query times")
+    fields = sized.stdout.split()
+    if sized.returncode != 0 or not fields or not fields[0].isdigit():
+        return None
+    if int(fields[0]) > limit:
+        return b" " * (limit + 1)
+    return target.read_file(path)
+
+
+def _per_query(times: bytes | None, report: TrtexecReport) -> tuple[list[float] | None, str]:
+    if times is None:
+        return None, "trtexec summary (no --exportTimes file)"
+    try:
+        return timed_latencies(times, report), "trtexec --exportTimes (per query)"
+    except TimesUnusable as err:
+        return None, f"trtexec summary ({err})"

@@ -23,6 +23,7 @@ from cidpipe.bench.devices.jetson import (
     parse_clocks,
     time_engine_on_device,
 )
+from cidpipe.bench.remote_rows import _timing_row
 from cidpipe.errors import DeviceError
 
 pytestmark = pytest.mark.ssh
@@ -38,12 +39,21 @@ FAKE_TOOLS = {
             --timingCacheFile=*) printf 'CACHE' >> "${arg#--timingCacheFile=}" ;;
             --loadEngine=*) [ -f "${arg#--loadEngine=}" ] || { echo "[E] missing engine" >&2; exit 1; } ;;
             --onnx=*bad*) echo "[E] [TRT] ModelImporter.cpp:771: ERROR: input: unsupported op" >&2; exit 1 ;;
+            --exportTimes=*) times="${arg#--exportTimes=}" ;;
           esac
         done
+        # per-query times as TensorRT 8.6 writes them (warm-up queries first), when asked for
+        if [ -n "$times" ] && [ -z "$FAKE_NO_TIMES" ]; then
+          python3 -c 'import json, sys; json.dump([{"startEnqMs": i, "h2dMs": 0.1, "computeMs": v - 0.2, \
+        "d2hMs": 0.1, "latencyMs": v, "endToEndMs": v} for i, v in enumerate(map(float, sys.argv[2:]))], \
+        open(sys.argv[1], "w"))' "$times" 9.0 8.0 2.0 2.2 1.9 2.1 2.5
+        fi
         echo "&&&& RUNNING TensorRT.trtexec [TensorRT v8602] # trtexec $*"
         echo "[11/26/2025-10:00:00] [I] TensorRT version: 8.6.2"
         echo "[11/26/2025-10:00:00] [I] Selected Device: Orin"
         sleep 0.6
+        echo "[11/26/2025-10:00:01] [I] Warmup completed 2 queries over 200 ms"
+        echo "[11/26/2025-10:00:01] [I] Timing trace has 5 queries over 3.0 s"
         echo "[11/26/2025-10:00:01] [I] Throughput: 500 qps"
         echo "[11/26/2025-10:00:01] [I] Latency: min = 1.9 ms, max = 2.5 ms, mean = 2 ms, median = 2 ms, \
 percentile(90%) = 2.1 ms, percentile(95%) = 2.2 ms, percentile(99%) = 2.4 ms"
@@ -113,7 +123,9 @@ def test_build_and_time_an_engine_on_the_board(board, tmp_path):
     assert build_argv[1].startswith("--saveEngine=") and build_argv[1].endswith("/engine.partial")
     assert build_argv[2:] == [f"--timingCacheFile={workdir}/timing.cache", "--fp16", "--skipInference",
                               "--shapes=input:1x3x32x32"]
-    assert timing_argv == [f"--loadEngine={engine}", "--shapes=input:1x3x32x32", "--iterations=200"]
+    assert timing_argv[:3] == [f"--loadEngine={engine}", "--shapes=input:1x3x32x32", "--iterations=200"]
+    export_times = timing_argv[3]
+    assert export_times.startswith(f"--exportTimes={workdir}/run.") and export_times.endswith("/times.json")
     assert engine.startswith(f"{workdir}/engines/student-") and engine_bytes == b"ENGINE"
     assert "TensorRT version: 8.6.2" in build_log
     assert sorted(leftovers) == ["engines", "timing.cache"]  # per-run dirs gone, caches kept
@@ -128,6 +140,33 @@ def test_build_and_time_an_engine_on_the_board(board, tmp_path):
     assert timing.trtexec["stats"]["latency"]["p99_ms"] == 2.4
     assert timing.power_mode == "MAXN (0)"
     assert timing.clocks["state"] == "locked"
+    assert timing.latencies_ms == [2.0, 2.2, 1.9, 2.1, 2.5]  # the 2 warm-up queries dropped
+    assert timing.latency_source == "trtexec --exportTimes (per query)"
+
+
+@pytest.mark.parametrize("with_times", [True, False])
+def test_a_boards_trt_row_gets_the_protocols_statistics_from_per_query_times(board, tmp_path, with_times):
+    device, _ = board
+    if not with_times:  # a trtexec that wrote no --exportTimes file: the row falls back to its summary
+        device = device.model_copy(update={"env": {**device.env, "FAKE_NO_TIMES": "1"}})
+    onnx_path = tmp_path / "student.onnx"
+    onnx_path.write_bytes(b"onnx bytes")
+    with SshTarget(device) as target:
+        build = ["trtexec", f"--onnx={onnx_path}"]
+        engine, _ = build_engine_on_device(device, onnx_path, build, target=target)
+        timing = time_engine_on_device(device, engine, ["--shapes=input:1x3x32x32"], target=target)
+    base = {"artifact": "student.engine", "format": "trt-fp16", "backend": "trtexec", "device": "orin",
+            "provider": "TensorRT", "batch_size": 1}  # fmt: skip
+    row = _timing_row(base, timing, 1, cov_warning=0.1)
+    if with_times:
+        assert row.latency["runs"] == 5 and row.latency["p50_ms"] == pytest.approx(2.1)  # median of 5
+        assert row.latency["p50_ci_low_ms"] <= 2.1 <= row.latency["p50_ci_high_ms"]
+        assert row.latency["cov"] > 0 and row.noisy is False
+        assert row.extra["latency_source"] == "trtexec --exportTimes (per query)"
+    else:
+        assert row.latency["p50_ms"] == 2 and "p50_ci_low_ms" not in row.latency  # trtexec's summary
+        assert row.extra["latency_source"] == "trtexec summary (no --exportTimes file)"
+    assert row.throughput_ips == 500 and row.status == "pass"
 
 
 def test_failed_build_is_one_line_and_leaves_nothing(board, tmp_path):
