@@ -61,7 +61,10 @@ def _runtime_rows(
     agreement = accuracy.get("agreement")
     status = "pass" if agreement is None or agreement >= recipe.bench.min_agreement else "exported-but-failed"
     rows = []
+    state = out.get("board_state") or {}  # cidpipe's own parse of nvpmodel / jetson_clocks, on a Jetson
     host = _device_host(out.get("host"))
+    if state:  # like the trtexec rows: another power mode makes a row incomparable with its baseline
+        host = {**(host or {}), "power_mode": state["power_mode"]}
     for lat in out.get("latency", []):
         # Only the protocol's own keys (the reply is the device's word): nothing else lands in the row,
         # and whether the row is noisy is decided here from cov, not taken from the device.
@@ -85,6 +88,7 @@ def _runtime_rows(
                 extra={
                     **_class_breakdown(accuracy),
                     **_arithmetic(accuracy),
+                    **({"power_mode": state["power_mode"], "clocks": state["clocks"]} if state else {}),
                     "remote": out.get("remote"),
                     "warnings": [str(w)[:500] for w in out.get("warnings", [])[:20]],
                     # the runtime process loaded only this artifact: its ru_maxrss is the artifact's peak

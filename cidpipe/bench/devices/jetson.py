@@ -137,6 +137,15 @@ def build_engine_on_device(
             target.close()
 
 
+def board_state(target: SshTarget) -> dict[str, Any]:
+    """What the board was set to when it was measured: power mode (``nvpmodel -q``), clocks
+    (``jetson_clocks --show``) and the board's name; a missing tool gives ``unknown``, never an error."""
+    board = (optional_output(target, ["cat", "/proc/device-tree/model"]) or "").replace("\0", "").strip()
+    return {"power_mode": parse_power_mode(optional_output(target, ["nvpmodel", "-q"])),
+            "clocks": parse_clocks(optional_output(target, ["jetson_clocks", "--show"])),
+            "board": board or None}  # fmt: skip
+
+
 def parse_clocks(text: str | None) -> dict[str, Any]:
     """``jetson_clocks --show``: GPU/EMC frequencies and whether the GPU is pinned (min == max)."""
     if not text:
@@ -193,9 +202,7 @@ def time_engine_on_device(
             times = _read_capped(target, f"{run_dir}/{TIMES_FILE}", MAX_TIMES_BYTES)
         finally:
             remove_run_dir(target, run_dir)
-        power_mode = parse_power_mode(optional_output(target, ["nvpmodel", "-q"]))
-        clocks = parse_clocks(optional_output(target, ["jetson_clocks", "--show"]))
-        board = (optional_output(target, ["cat", "/proc/device-tree/model"]) or "").replace("\0", "").strip()
+        state = board_state(target)
     finally:
         if own_target:
             target.close()
@@ -208,7 +215,7 @@ def time_engine_on_device(
     energy = average_w * 1000.0 / qps if average_w is not None and qps else None
     return JetsonTiming(engine=engine, trtexec_log=log, trtexec=report, tegrastats_log=tegrastats_log,
                         tegrastats_samples=samples, average_power_w=average_w, energy_per_query_mj=energy,
-                        power_mode=power_mode, clocks=clocks, board=board or None,
+                        power_mode=state["power_mode"], clocks=state["clocks"], board=state["board"],
                         latencies_ms=latencies, latency_source=source)
 
 

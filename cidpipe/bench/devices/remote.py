@@ -162,6 +162,10 @@ def run_remote_bench(
             result = parse_runtime_output(device, completed)
         finally:
             remove_run_dir(target, run_dir)
+        if device.kind == "jetson":  # a board's speed depends on its power mode and clocks: record them
+            from cidpipe.bench.devices.jetson import board_state
+
+            result["board_state"] = board_state(target)
     result["remote"] = {"device": device.name, "kind": device.kind, "address": device.address,
                         "python": probe["python"], "wall_s": round(time.monotonic() - started, 3)}
     return result

@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cidpipe.bench.devices import SshTarget, check_device
 from cidpipe.bench.devices.jetson import (
@@ -23,8 +24,11 @@ from cidpipe.bench.devices.jetson import (
     parse_clocks,
     time_engine_on_device,
 )
-from cidpipe.bench.remote_rows import _timing_row
+from cidpipe.bench.remote_rows import _timing_row, bench_remote
+from cidpipe.bench.result import ArtifactSpec
+from cidpipe.config import validate_recipe
 from cidpipe.errors import DeviceError
+from tests.conftest import tiny_recipe_dict
 
 pytestmark = pytest.mark.ssh
 
@@ -167,6 +171,22 @@ def test_a_boards_trt_row_gets_the_protocols_statistics_from_per_query_times(boa
         assert row.latency["p50_ms"] == 2 and "p50_ci_low_ms" not in row.latency  # trtexec's summary
         assert row.extra["latency_source"] == "trtexec summary (no --exportTimes file)"
     assert row.throughput_ips == 500 and row.status == "pass"
+
+
+def test_onnxruntime_rows_on_a_jetson_record_its_power_mode_and_clocks(board, tmp_path, onnx_path, npz_path):
+    """The runtime's rows (not only trtexec's) say what the board was set to, and carry the power mode in
+    their host facts, which decide whether a row is comparable with its baseline."""
+    device, _ = board
+    inventory = tmp_path / "devices.yaml"
+    entry = device.model_dump(mode="json", exclude={"name"}, exclude_none=True)
+    inventory.write_text(yaml.safe_dump({"devices": {"orin": entry}}))
+    raw = tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, "devices": ["orin"], "runs": 3,
+                                                     "min_seconds": 0.0, "inventory": str(inventory)})
+    spec = ArtifactSpec("tiny.onnx", "onnx-fp32", path=onnx_path)
+    [row] = bench_remote("orin", [spec], npz_path, validate_recipe(raw, "test"))
+    assert row.status == "pass" and row.device == "orin" and row.latency["runs"] >= 3
+    assert row.extra["power_mode"] == "MAXN (0)" and row.extra["clocks"]["state"] == "locked"
+    assert row.host["power_mode"] == "MAXN (0)"
 
 
 def test_failed_build_is_one_line_and_leaves_nothing(board, tmp_path):
