@@ -46,13 +46,27 @@ def verb_from_argv(argv: list[str]) -> str:
 
     command = typer.main.get_command(app)
     path: list[str] = []
-    for token in argv:
+    tokens = iter(argv)
+    for token in tokens:
         subcommands = getattr(command, "commands", None)  # a group of verbs (devices, recipes)
-        if not subcommands or token not in subcommands:
+        if not subcommands:
+            break
+        if token.startswith("-"):  # a group's own option before the verb (cidpipe --threads 1 gate ...)
+            if "=" not in token and _takes_value(command, token):
+                next(tokens, None)
+            continue
+        if token not in subcommands:
             break
         path.append(token)
         command = subcommands[token]
     return " ".join(path) or "cidpipe"
+
+
+def _takes_value(command: Any, option: str) -> bool:
+    for param in getattr(command, "params", []):
+        if option in getattr(param, "opts", ()):
+            return not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+    return False
 
 
 def json_requested(argv: list[str]) -> bool:

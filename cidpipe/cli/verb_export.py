@@ -12,7 +12,7 @@ import typer
 
 from cidpipe.cli.common import ForceOpt, JsonOpt, SetOpt, resolve_target, stage_options, stdout
 from cidpipe.cli.tables import result_json
-from cidpipe.export.formats import export_targets, formats_help, target_formats, validate_flags
+from cidpipe.export.formats import export_targets, formats_help, formats_json, target_formats, validate_flags
 
 TargetArg = Annotated[
     str, typer.Argument(help="recipe, run directory or stage directory (runs/<name>/student)")
@@ -40,7 +40,12 @@ def export(
 ) -> None:
     """Export the run's model.  Example: cidpipe export runs/quickstart/student --target onnx"""
     if list_formats or not target:
-        stdout.out(formats_help(), highlight=False)
+        if json_:
+            from cidpipe.cli.common import emit_json
+
+            emit_json(formats_json())
+        else:
+            stdout.out(formats_help(), highlight=False)
         return
     fmt = target_formats(to)[0]  # the rows of one target share its flags
     flags = validate_flags(
@@ -58,7 +63,13 @@ def export(
     if fmt.family == TRT_TARGET and on:
         from cidpipe.stages.trt import build_on_device
 
-        stdout.print(build_on_device(recipe, on))
+        summary = build_on_device(recipe, on)
+        if json_:
+            from cidpipe.cli.common import emit_json
+
+            emit_json({"device": on, "summary": summary})
+        else:
+            stdout.print(summary)
         return
     if fmt.family == TRT_TARGET:
         from cidpipe.stages.trt import run_trt

@@ -163,6 +163,16 @@ def format_for_path(path: Path | str) -> ExportFormat:
     return max(matches, key=lambda m: m[0])[1]
 
 
+def formats_json() -> list[dict[str, object]]:
+    """The formats table as ``cidpipe export --list --json`` prints it: one object per format."""
+    return [
+        {"format": f.name, "suffixes": list(f.suffixes), "produced_by": f.produced_by,
+         "requires": list(f.requires), "backends": list(f.backends), "flags": list(f.flags),
+         "description": f.description}
+        for f in FORMATS
+    ]  # fmt: skip
+
+
 def formats_help() -> str:
     """A plain-text table for ``cidpipe export --list`` and the ``--target`` help."""
     header = ("format", "suffix", "made by", "needs", "bench backends", "options")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import typer
 import yaml
 
@@ -97,6 +98,15 @@ def test_every_verb_fails_with_one_json_object(tmp_path):
         json_reply(proc, ok=False)
         assert json.loads(proc.stdout)["verb"] == verb, proc.stdout
         assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("before", [["--threads", "1"], ["--threads=1"]])
+def test_the_verb_is_named_after_a_global_option(tmp_path, before):
+    """README recommends ``cidpipe --threads 1 VERB``: the reply still names VERB, on failure and success."""
+    proc = run_cli(*before, "gate", str(tmp_path / "no-such-run"), "--json")
+    assert proc.returncode == 2 and json.loads(proc.stdout)["verb"] == "gate"
+    proc = run_cli(*before, "recipes", "show", "quickstart", "--json")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["verb"] == "recipes show"
 
 
 def test_run_json_carries_the_gate_verdict_and_the_headline(json_run):

@@ -69,3 +69,19 @@ def test_table_facts_and_help():
     text = formats_help()
     for fmt in FORMATS:
         assert fmt.name in text and fmt.suffix in text
+
+
+def test_export_list_json_is_the_table_as_one_json_object():
+    """docs/json.md: every verb with --json prints one JSON object, --list included."""
+    import json
+
+    from tests.conftest import run_cli
+
+    proc = run_cli("export", "--list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    reply = json.loads(proc.stdout)
+    assert reply["verb"] == "export" and reply["ok"] is True
+    assert [row["format"] for row in reply["result"]] == [f.name for f in FORMATS]
+    onnx_int8 = next(row for row in reply["result"] if row["format"] == "onnx-int8")
+    assert onnx_int8["suffixes"] == [".int8.onnx", ".int8-trt.onnx"]
+    assert "onnxruntime" in onnx_int8["backends"]
