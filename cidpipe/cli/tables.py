@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from cidpipe.report.tables import best_epoch_label
 from cidpipe.stages.contract import StageResult
 
 
@@ -24,7 +25,7 @@ def stage_table(results: list[StageResult]) -> Table:
             f"{m.get('params', 0) / 1e6:.3f} M",
             val,
             test,
-            str(m.get("best_epoch", "-")),
+            best_epoch_label(m),
             "cached" if result.cached else "done",
         )
     return table

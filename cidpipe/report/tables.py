@@ -57,6 +57,12 @@ def _top1_cell(metrics: dict[str, Any], key: str) -> str:
     return f"{mean:.2f} ± {spread:.2f} (n={n})"
 
 
+def best_epoch_label(metrics: dict[str, Any]) -> str:
+    """The selected epoch as the training log counts it (from 1); manifests store it from 0."""
+    best = metrics.get("best_epoch")
+    return str(best + 1) if isinstance(best, int) and not isinstance(best, bool) else DASH
+
+
 def model_table(run: RunData) -> Table:
     headers = ["Stage", "Arch", "Params", "Val top-1 %", "Test top-1 %", "Best epoch", "Method"]
     table = Table("Models", headers)
@@ -71,7 +77,7 @@ def model_table(run: RunData) -> Table:
         table.rows.append([
             stage, str(model.get("arch", DASH)), count(metrics.get("params")),
             _top1_cell(metrics, "val_top1"), _top1_cell(metrics, "test_top1"),
-            str(metrics.get("best_epoch", DASH)), str(method or DASH),
+            best_epoch_label(metrics), str(method or DASH),
         ])  # fmt: skip
     return table
 
