@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
 from cidpipe.bench.config import BenchConfig
 from cidpipe.data.config import DataConfig
@@ -84,8 +84,18 @@ class Recipe(Section):
             )
         return self
 
+    # The directory this recipe's run lives in when it is not <out_dir>/<name>: a run copied or renamed
+    # (runs/quickstart-pr123) keeps its recipe's name, which is what baselines and manifests identify it by.
+    _run_dir_name: str | None = PrivateAttr(None)
+
     def run_dir(self) -> Path:
-        return self.out_dir / self.name
+        return self.out_dir / (self._run_dir_name or self.name)
+
+    def at_run_directory(self, run_dir: Path) -> Recipe:
+        """This recipe, placed at an existing run directory (which may carry another name than the recipe)."""
+        placed = self.model_copy(update={"out_dir": run_dir.parent})
+        placed._run_dir_name = run_dir.name if run_dir.name != self.name else None
+        return placed
 
     def canonical(self) -> dict[str, Any]:
         """The resolved recipe as plain JSON types (paths as strings), defaults filled in."""

@@ -131,8 +131,24 @@ def run_pipeline(
         stage = stage_named(planned.name)
         result.results[stage.name] = run_stage(stage, recipe, options, validated=True)
         # Written once a stage has succeeded, so a recipe that fails at once leaves no run directory behind.
-        atomic_write_text(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))
+        write_run_recipe(recipe)
     return result
+
+
+def write_run_recipe(recipe: Recipe) -> None:
+    """runs/<name>/recipe.yaml: the resolved recipe, so later verbs can be pointed at the run directory.
+
+    The gate's baseline and the device inventory are written as absolute paths: a relative one was typed
+    relative to the directory the run was started from, and `cidpipe gate RUN` from any other directory
+    would look for it there. (Neither is part of a stage id, so this changes no cache key; data and weight
+    paths are, and stay as typed.)"""
+    gate, bench = recipe.gate, recipe.bench
+    updates = {}
+    if gate.baseline is not None and not gate.baseline.is_absolute():
+        updates["gate"] = gate.model_copy(update={"baseline": gate.baseline.absolute()})
+    if bench.inventory is not None and not bench.inventory.is_absolute():
+        updates["bench"] = bench.model_copy(update={"inventory": bench.inventory.absolute()})
+    atomic_write_text(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe.model_copy(update=updates)))
 
 
 def read_parents(stage: Stage, recipe: Recipe, sources: dict[str, Path] | None = None) -> dict[str, Parent]:

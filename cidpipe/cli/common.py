@@ -8,7 +8,6 @@ from typing import Annotated, Any
 
 import typer
 
-from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe, load_recipe
 from cidpipe.console import make_console
 from cidpipe.stages.contract import StageOptions, resolve_device
@@ -145,13 +144,17 @@ def resolve_target(
                 raise UsageError(
                     f"{run_dir} is not a usable run directory name; rename it (letters, digits, _ . -)"
                 )
-            recipe = recipe.model_copy(update={"name": run_dir.name})
+            # A copied or renamed run (CI downloads runs/quickstart into runs/quickstart-pr123) is still
+            # the recipe's run: manifests and the gate's baseline check keep the recipe's name.
+            recipe = recipe.at_run_directory(run_dir)
+            global _last_run_dir
+            _last_run_dir = recipe.run_dir()
         return recipe, stage
     return recipe_from_cli(target, overrides, out=out), None
 
 
 def save_run_recipe(recipe: Recipe) -> None:
     """Keep the resolved recipe next to the stages so later verbs can be pointed at the run directory."""
-    from cidpipe.config import dump_recipe_yaml
+    from cidpipe.pipeline import write_run_recipe
 
-    atomic_write_text(recipe.run_dir() / "recipe.yaml", dump_recipe_yaml(recipe))
+    write_run_recipe(recipe)

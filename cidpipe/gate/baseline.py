@@ -124,9 +124,12 @@ class _Baseline(BaseModel):
 
 def load_baseline(path: Path) -> dict[str, Any]:
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"baseline {path} is a directory; pass the baseline JSON file inside it")
     if not path.is_file():
         raise UsageError(
-            f"baseline {path} not found; record one with save_baseline (cidpipe gate --save-baseline)"
+            f"baseline {path} not found (relative paths start at {Path.cwd()}); record one with "
+            "`cidpipe gate RUN --save-baseline FILE`"
         )
     data = load_json_file(path, "baseline")
     if not isinstance(data, dict) or data.get("kind") != BASELINE_KIND:

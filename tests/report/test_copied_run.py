@@ -1,0 +1,48 @@
+"""A run copied or renamed (CI downloads runs/tiny into runs/tiny-pr123) is still its recipe's run: benched
+again there, its manifests keep the recipe's name, so the team baseline still applies; and a relative
+baseline path given at run time is stored absolute, so the gate works from any directory.
+
+Real parts: a finished `cidpipe run` (the real_run fixture), the CLI as a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from tests.conftest import run_cli
+
+
+def test_a_renamed_run_benched_again_still_gates_against_its_baseline(real_run: Path, tmp_path: Path):
+    baseline = tmp_path / "base.json"
+    assert run_cli("gate", str(real_run), "--save-baseline", str(baseline)).returncode == 0
+    copy = tmp_path / "runs" / "tiny-pr123"
+    shutil.copytree(real_run, copy)
+    proc = run_cli("bench", str(copy), "--force")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    manifest = json.loads((copy / "bench" / "manifest.json").read_text())
+    assert manifest["recipe"] == "tiny"  # the recipe's name, not the directory's
+    gate = tmp_path / "gate.yaml"  # latency is not what this test is about: a shared machine is noisy
+    gate.write_text(yaml.safe_dump({"latency_tolerance": 100.0, "accuracy_tolerance": 100.0}))
+    proc = run_cli("gate", str(copy), "--baseline", str(baseline), "--gate", str(gate))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "was recorded for recipe" not in proc.stdout + proc.stderr
+
+
+def test_a_relative_baseline_is_stored_absolute_in_the_run(real_run: Path, tmp_path: Path):
+    work = tmp_path / "ci"
+    work.mkdir()
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(real_run, copy)
+    assert run_cli("gate", str(copy), "--save-baseline", str(work / "base.json")).returncode == 0
+    # as docs/ci-example.yml does: `run` with a baseline relative to the job's directory (every stage cached)
+    recipe = str(copy / "recipe.yaml")
+    proc = run_cli("run", recipe, "--out", str(copy.parent), "--set", "gate.baseline=base.json", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    stored = yaml.safe_load((copy / "recipe.yaml").read_text())["gate"]["baseline"]
+    assert stored == str(work / "base.json")
+    proc = run_cli("gate", str(copy), cwd=tmp_path)  # another directory: the stored path still resolves
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
