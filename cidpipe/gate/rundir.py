@@ -87,6 +87,7 @@ def load_run(run_dir: Path) -> RunData:
             if problem:
                 raise ModelError(f"{problem}; the run was changed after it was written, rerun that stage")
             manifests[stage] = manifest.model_dump(mode="json")
+    _refuse_stale_bench(run_dir, manifests)
     if not manifests:
         raise UsageError(
             f"{run_dir} is not a run directory (no <stage>/manifest.json for any of {', '.join(stages)}); "
@@ -100,6 +101,22 @@ def load_run(run_dir: Path) -> RunData:
     teacher_rows = [row for row in rows if row.get("role") == "teacher"]
     results = [row for row in rows if row.get("role") != "teacher"]
     return RunData(run_dir, manifests, recipe_text, gate, results, teacher_rows)
+
+
+def _refuse_stale_bench(run_dir: Path, manifests: dict[str, dict[str, Any]]) -> None:
+    """ModelError (4) when a stage the bench measured was rebuilt since (``cidpipe quantize RUN --mode fp16``
+    after a bench): the bench rows then describe artifacts that are gone, and a gate must not pass on them."""
+    bench = manifests.get("bench")
+    if bench is None:
+        return
+    for parent, measured_id in (bench.get("parents") or {}).items():
+        current = manifests.get(parent)
+        if current is not None and current.get("id") != measured_id:
+            raise ModelError(
+                f"{run_dir / 'bench'} measured {parent} {str(measured_id)[:12]}, but {run_dir / parent} is "
+                f"now {str(current.get('id'))[:12]} (rebuilt since): its rows describe artifacts that are "
+                f"gone; rerun `cidpipe bench {run_dir}` (or `cidpipe run`) before gating or reporting"
+            )
 
 
 def _read_json(path: Path) -> dict[str, Any]:

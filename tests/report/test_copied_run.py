@@ -46,3 +46,20 @@ def test_a_relative_baseline_is_stored_absolute_in_the_run(real_run: Path, tmp_p
     assert stored == str(work / "base.json")
     proc = run_cli("gate", str(copy), cwd=tmp_path)  # another directory: the stored path still resolves
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+
+def test_gate_and_report_refuse_a_bench_of_stages_rebuilt_since(real_run: Path, tmp_path: Path):
+    """`quantize RUN --mode fp16` after a bench replaces the INT8 artifact the bench rows describe: the gate
+    must not pass on those rows (it did, exit 0), and the report must not show them."""
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(real_run, copy)
+    proc = run_cli("quantize", str(copy), "--mode", "fp16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert not (copy / "quantize" / "model.int8.onnx").exists()
+    for verb in (["gate", str(copy)], ["report", str(copy), "--out", str(tmp_path / "report")]):
+        proc = run_cli(*verb)
+        assert proc.returncode == 4, (verb, proc.stdout[-1500:], proc.stderr[-1500:])
+        assert "rebuilt since" in proc.stderr and f"cidpipe bench {copy}" in proc.stderr
+    proc = run_cli("bench", str(copy))  # measuring the stages now on disk clears it
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert run_cli("report", str(copy), "--out", str(tmp_path / "report")).returncode == 0
