@@ -32,6 +32,33 @@ def predictor_for(recipe: Recipe, target: Path | None):
     return f"{manifest.stage} ({(manifest.model or {}).get('arch')})", predict
 
 
+def is_teacher(recipe: Recipe, target: Path | None) -> bool:
+    """Whether ``target`` is the run's teacher: its stage directory, or a file a stage of the run recorded
+    with the teacher role (export/teacher.onnx). The teacher sees its own input size and statistics."""
+    from cidpipe.manifest import MANIFEST_NAME, read_manifest
+
+    if target is None:
+        return model_stage(recipe) == "teacher"
+    target = Path(target).resolve()
+    if target.is_dir():
+        return (target / MANIFEST_NAME).is_file() and read_manifest(target).stage == "teacher"
+    stage_dir = target.parent
+    if not (stage_dir / MANIFEST_NAME).is_file():
+        return False
+    manifest = read_manifest(stage_dir)
+    return any(
+        (stage_dir / art.path).resolve() == target and art.role == "teacher"
+        for art in manifest.artifacts.values()
+    )
+
+
+def evaluation_data(recipe: Recipe, target: Path | None):
+    """The data section ``target`` is evaluated on: the teacher's view for the teacher, else the recipe's."""
+    from cidpipe.stages.train import teacher_data
+
+    return teacher_data(recipe) if is_teacher(recipe, target) else recipe.data
+
+
 def evaluate(
     recipe: Recipe, target: Path | None, *, linear_probes: list[str] | None = None, device: str = "cpu"
 ) -> dict[str, Any]:
@@ -45,7 +72,7 @@ def evaluate(
         if target is not None and target.suffix == ".onnx":
             raise UsageError("--linear-probe needs a stage directory (it reads features), not an .onnx file")
     name, predict = predictor_for(recipe, target)
-    bundle = load_dataset(recipe.data)
+    bundle = load_dataset(evaluation_data(recipe, target))
     result: dict[str, Any] = {"model": name, "dataset": recipe.data.name}
     for split_name, split in (("val", bundle.val), ("test", bundle.test), *bundle.extra_test.items()):
         if len(split) == 0:  # no validation split under the paper protocol (val_fraction 0)

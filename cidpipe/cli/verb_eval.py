@@ -47,7 +47,7 @@ def eval_cmd(
         artifact, target = Path(target), str(_run_dir_of(Path(target)))
     recipe, stage = resolve_target(target, set_)
     if artifact is not None and artifact.suffix == ".onnx" and artifact.is_file():
-        check_onnx_io(artifact, *_expected_io(recipe, stage))
+        check_onnx_io(artifact, *_expected_io(recipe, stage, artifact))
     result = evaluate(recipe, artifact or stage, linear_probes=probes, device=resolve_device(device))
     if json_:
         emit_json(result)
@@ -80,19 +80,23 @@ def _run_dir_of(onnx_file: Path) -> Path:
     )
 
 
-def _expected_io(recipe, stage: Path | None) -> tuple[list[int] | None, int | None]:
+def _expected_io(recipe, stage: Path | None, artifact: Path | None) -> tuple[list[int] | None, int | None]:
     """Image shape and class count the run's model was built for (its manifest), else the dataset's."""
+    from cidpipe.evaluation import evaluation_data, is_teacher
     from cidpipe.manifest import MANIFEST_NAME, read_manifest
     from cidpipe.stages.export import model_stage
 
-    model_dir = stage if stage is not None else recipe.run_dir() / model_stage(recipe)
+    if stage is not None:
+        model_dir = stage
+    else:  # an artifact: the manifest of the model it was exported from (export/teacher.onnx: the teacher)
+        model_dir = recipe.run_dir() / ("teacher" if is_teacher(recipe, artifact) else model_stage(recipe))
     if (model_dir / MANIFEST_NAME).is_file():
         spec = read_manifest(model_dir).model or {}
         if spec.get("input_shape") and spec.get("num_classes"):
             return list(spec["input_shape"]), int(spec["num_classes"])
     from cidpipe.data.registry import load_dataset
 
-    bundle = load_dataset(recipe.data)
+    bundle = load_dataset(evaluation_data(recipe, artifact))
     x, _ = bundle.test.to_numpy(max_samples=1)
     return list(x.shape[1:]), bundle.num_classes
 
