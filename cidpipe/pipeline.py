@@ -19,7 +19,7 @@ from pathlib import Path
 from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe, dump_recipe_yaml
 from cidpipe.debris import prune_on_error
-from cidpipe.errors import ModelError, UsageError
+from cidpipe.errors import CidpipeError, ModelError, UsageError
 from cidpipe.manifest import StageWork, cache_status, read_manifest, stage_id, verify_artifacts
 from cidpipe.stages.bench import BENCH
 from cidpipe.stages.contract import Parent, PipelineResult, Plan, Stage, StageOptions, StageResult
@@ -129,10 +129,24 @@ def run_pipeline(
         if planned.action == "skip":
             continue
         stage = stage_named(planned.name)
-        result.results[stage.name] = run_stage(stage, recipe, options, validated=True)
+        try:
+            result.results[stage.name] = run_stage(stage, recipe, options, validated=True)
+        except CidpipeError as err:
+            _record_failure_for_the_gate(recipe, plan, stage.name, err)
+            raise
         # Written once a stage has succeeded, so a recipe that fails at once leaves no run directory behind.
         write_run_recipe(recipe)
     return result
+
+
+def _record_failure_for_the_gate(recipe: Recipe, plan, failed: str, err: CidpipeError) -> None:
+    """A stage before the gate failed: replace the previous run's gate verdict with this failure."""
+    planned_gate = any(p.name == "gate" and p.action != "skip" for p in plan)
+    if failed == "gate" or not planned_gate or not recipe.run_dir().is_dir():
+        return  # the gate writes its own verdict; a run that never started leaves no directory
+    from cidpipe.gate.outputs import write_run_failure
+
+    write_run_failure(recipe.run_dir(), failed, " ".join(str(err).split()), err.exit_code)
 
 
 def write_run_recipe(recipe: Recipe) -> None:
