@@ -33,6 +33,9 @@ from cidpipe.untrusted import load_yaml_file, load_yaml_text
 RUN_NAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$"
 
 
+_NOT_IN_RECIPE_ID = ("out_dir", "description", "gate", "report")
+
+
 class Recipe(Section):
     name: str = Field(
         ...,
@@ -102,7 +105,12 @@ class Recipe(Section):
         return json.loads(self.model_dump_json())
 
     def recipe_id(self) -> str:
-        return hash_config(self.canonical())
+        """A hash of what produces the run's numbers. Where the run lives (out_dir, a renamed run
+        directory), how it is judged and reported (gate, report) and its description are left out: a
+        baseline's "the recipe changed since" note must mean the models could differ, not that CI ran
+        the same recipe from another directory or with another gate tolerance."""
+        content = {k: v for k, v in self.canonical().items() if k not in _NOT_IN_RECIPE_ID}
+        return hash_config(content)
 
 
 def _fields_at(path: tuple, model: type[Section] = Recipe) -> list[str]:

@@ -50,6 +50,24 @@ def gate(
     print_gate(outputs.report, json_)
     if outputs.baseline_saved and not json_:
         stdout.print(f"baseline saved to {outputs.baseline_saved}")
+    if outputs.baseline_saved:
+        _warn_of_noisy_baseline(outputs.baseline_saved)
+
+
+def _warn_of_noisy_baseline(path: Path) -> None:
+    """A baseline recorded from noisy rows gates latency loosely (or flaps): say so when it is saved."""
+    from cidpipe.cli.common import console
+    from cidpipe.gate.baseline import load_baseline
+
+    noisy = [entry.get("subject") or entry.get("format") for entry in load_baseline(path).get("results", [])
+             if entry.get("noisy")]  # fmt: skip
+    if noisy:
+        console.print(
+            f"[yellow]warning[/]: {len(noisy)} baseline row(s) were noisy ({', '.join(map(str, noisy[:4]))}"
+            f"{', ...' if len(noisy) > 4 else ''}): latency compared with them gates loosely; re-bench on a "
+            "quiet machine (raise bench.runs / bench.min_seconds) before recording the baseline",
+            highlight=False,
+        )
 
 
 def _recipe_gate(run_dir: Path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cidpipe.config import (
@@ -80,6 +82,14 @@ def test_recipe_id_changes_with_content():
     b = validate_recipe({**MINIMAL, "distill": {"cid": {"class_weight": 2.0}}})
     assert a.recipe_id() != b.recipe_id()
     assert a.recipe_id() == validate_recipe(dict(MINIMAL)).recipe_id()
+
+
+def test_recipe_id_ignores_where_the_run_lives_and_how_it_is_gated():
+    a = validate_recipe(dict(MINIMAL))
+    moved = validate_recipe({**MINIMAL, "out_dir": "/elsewhere/runs", "description": "CI copy",
+                             "gate": {"accuracy_tolerance": 2.0, "baseline": "base.json"}})  # fmt: skip
+    assert moved.recipe_id() == a.recipe_id()
+    assert a.at_run_directory(Path("/ci/runs/renamed")).recipe_id() == a.recipe_id()
 
 
 def test_published_json_schema_is_current():

@@ -24,7 +24,7 @@ def test_saved_baseline_holds_key_numbers(run_dir: Path, tmp_path: Path) -> None
 
 def test_same_numbers_pass_against_their_own_baseline(run_dir: Path, tmp_path: Path) -> None:
     baseline = save_baseline(run_dir, tmp_path / "baseline.json")
-    report = evaluate_gate(run_dir, load_gate_config({}), baseline)
+    report = evaluate_gate(run_dir, load_gate_config({"latency_metric": "p99"}), baseline)
     kinds = {check.kind for check in report.checks}
     assert report.passed and {"baseline.top1", "baseline.p99"} <= kinds
     assert report.baseline["recipe_id_matches"] is True and report.notes == []
@@ -39,7 +39,7 @@ def test_worse_run_fails_with_named_checks(tmp_path: Path) -> None:
         bench_result("onnx-int8", 95.0, 0.83, p50_ms=0.30, size_bytes=95_000),  # -1.1 points, +102 % p99
     ]
     worse = write_run(tmp_path / "worse", results=worse_results)
-    gate = load_gate_config({"baseline": str(tmp_path / "baseline.json")})
+    gate = load_gate_config({"baseline": str(tmp_path / "baseline.json"), "latency_metric": "p99"})
     report = evaluate_gate(worse, gate, None)  # loaded from gate.baseline
     failed = {check.name: check for check in report.failed}
     assert set(failed) == {"baseline.top1[onnx-int8@local]", "baseline.p99[onnx-int8@local,bs=1]"}
@@ -54,13 +54,20 @@ def test_tolerances_come_from_the_gate(tmp_path: Path) -> None:
     save_baseline(write_run(tmp_path / "good"), tmp_path / "baseline.json")
     slower = write_run(tmp_path / "slower", results=[bench_result("onnx-int8", 96.1, 0.60)])
     baseline = load_baseline(tmp_path / "baseline.json")
-    strict = evaluate_gate(slower, load_gate_config({"latency_tolerance": 0.25}), baseline)
-    loose = evaluate_gate(slower, load_gate_config({"latency_tolerance": 0.5}), baseline)
+    p99 = {"latency_metric": "p99"}
+    strict = evaluate_gate(slower, load_gate_config({"latency_tolerance": 0.25, **p99}), baseline)
+    loose = evaluate_gate(slower, load_gate_config({"latency_tolerance": 0.5, **p99}), baseline)
     names = [check.name for check in strict.failed]
     assert "baseline.p99[onnx-int8@local,bs=1]" in names
     assert "baseline.p99[onnx-int8@local,bs=1]" not in [check.name for check in loose.failed]
     # torch and onnx-fp32 are in the baseline but were not benched this time: that fails, named.
     assert "baseline.top1[torch@local]" in names
+
+
+def test_the_default_baseline_latency_is_the_stable_p50(run_dir: Path, tmp_path: Path) -> None:
+    baseline = save_baseline(run_dir, tmp_path / "baseline.json")
+    kinds = {check.kind for check in evaluate_gate(run_dir, load_gate_config({}), baseline).checks}
+    assert "baseline.p50" in kinds and "baseline.p99" not in kinds
 
 
 def test_baseline_from_another_recipe_is_a_usage_error(tmp_path: Path) -> None:
@@ -77,7 +84,7 @@ def test_changed_recipe_id_still_compares_and_is_noted(tmp_path: Path) -> None:
     save_baseline(write_run(tmp_path / "a", recipe_id="1" * 64), tmp_path / "baseline.json")
     run = write_run(tmp_path / "b", recipe_id="2" * 64)
     report = evaluate_gate(run, load_gate_config({}), load_baseline(tmp_path / "baseline.json"))
-    assert report.passed and any(check.kind == "baseline.p99" for check in report.checks)
+    assert report.passed and any(check.kind == "baseline.p50" for check in report.checks)
     assert report.baseline["recipe_id_matches"] is False
     assert "recipe_id 111111111111, this run has 222222222222" in report.notes[0]
 

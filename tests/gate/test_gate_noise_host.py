@@ -86,7 +86,7 @@ def test_a_baseline_without_hosts_is_not_comparable_for_latency(tmp_path: Path) 
     old = write_run(tmp_path / "old", results=[bench_result("onnx-int8", 96.1, 0.41, host=None)])
     baseline = save_baseline(old, tmp_path / "baseline.json")
     new = write_run(tmp_path / "new", results=[bench_result("onnx-int8", 96.1, 0.42)])
-    [latency] = _checks(evaluate_gate(new, load_gate_config({}), baseline), "baseline.p99").values()
+    [latency] = _checks(evaluate_gate(new, load_gate_config({}), baseline), "baseline.p50").values()
     assert latency.outcome == "not_comparable" and "records no host" in latency.message
 
 
@@ -100,3 +100,14 @@ def test_cli_exit_code_is_0_when_only_latency_is_not_comparable(tmp_path: Path) 
     assert result.returncode == 0, result.stderr[-2000:]
     junit = (ci / "gate" / "junit.xml").read_text()
     assert 'skipped="1"' in junit and "not comparable: measured on another host" in junit
+
+
+def test_saving_a_baseline_from_noisy_rows_warns(tmp_path: Path) -> None:
+    noisy = write_run(tmp_path / "noisy", results=[bench_result("onnx-int8", 96.1, 4.7, noisy=True, cov=1.7),
+                                                   bench_result("onnx-fp32", 96.4, 0.6)])  # fmt: skip
+    proc = run_cli("gate", str(noisy), "--save-baseline", str(tmp_path / "base.json"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "warning: 1 baseline row(s) were noisy (onnx-int8@local,bs=1)" in proc.stderr
+    quiet = write_run(tmp_path / "quiet", results=[bench_result("onnx-int8", 96.1, 0.5)])
+    proc = run_cli("gate", str(quiet), "--save-baseline", str(tmp_path / "quiet.json"))
+    assert proc.returncode == 0 and "noisy" not in proc.stderr
