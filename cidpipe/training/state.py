@@ -35,6 +35,9 @@ class FitState:
     def select(self, select: str, record: dict[str, Any], distiller: torch.nn.Module) -> None:
         """Apply model selection to the epoch just finished (its ``record``); never looks at test data."""
         val_top1 = record["val_top1"]
+        owner = getattr(distiller, "module", distiller)  # DistributedDataParallel wraps the distiller
+        if record["epoch"] < int(getattr(owner, "first_selectable_epoch", 0)):
+            return  # e.g. a CID warm-up epoch: its model is not the one the method deploys
         if select == "last":
             self.selected_epoch, self.selected_val_top1 = record["epoch"], val_top1
         elif val_top1 > self.selected_val_top1:

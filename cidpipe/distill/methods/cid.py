@@ -87,6 +87,14 @@ class CIDDistiller(Distiller):
     def warmup_epochs(self) -> int:
         return int(self.cfg.warmup_epochs)
 
+    @property
+    def first_selectable_epoch(self) -> int:
+        """Model selection keeps only epochs whose model is the CID graph (head g, dictionary D): a warm-up
+        epoch's model is the plain student, and exporting it as "the CID student" (it happened on a small
+        validation split, where a warm-up epoch tied for best) would deploy another model than the method's.
+        """
+        return self.warmup_epochs
+
     def head_in_use(self) -> bool:
         """True from the first post-warm-up epoch on: g (not fc_s) makes the predictions."""
         return self._epoch >= self.warmup_epochs
