@@ -96,6 +96,13 @@ def kept_rows(bench_dir: Path, bench_id: str, devices: list[str], options: Stage
     except UsageError:  # no bench yet
         return []
     if previous.id != bench_id:  # other artifacts or settings: its rows describe something else
+        others = sorted(_devices_of(previous.metrics.get("results") or []) - set(devices))
+        if others:  # say so: the gate would otherwise fail later on rows that silently went missing
+            options.log.print(
+                f"[yellow]bench[/]: not keeping the earlier rows of {', '.join(others)}: they measured other "
+                "artifacts or bench settings (runs, batch sizes, ...); bench those devices again with the "
+                "same settings to gate them"
+            )
         return []
     old_rows = [row for row in previous.metrics.get("results") or [] if row.get("device") not in devices]
     # A row that failed because its device was unreachable is not a measurement worth keeping: dropping it

@@ -57,3 +57,10 @@ def test_remote_bench_keeps_the_local_rows_and_the_gate_sees_both(sshd, tmp_path
     final = read_manifest(run_dir / "bench", "bench").metrics["results"]
     assert [r for r in final if r["device"] == "loop"] == [r for r in rows if r["device"] == "loop"]
     assert {r["device"] for r in final} == {"local", "loop"}
+
+    # Another bench setting: the local rows no longer describe this bench, and the user is told so.
+    changed = run_cli("bench", str(run_dir), "--device", "loop", "--inventory", str(inventory), "--runs", "4",
+                      "--set", "bench.min_seconds=0", "--set", "bench.max_eval_samples=64")  # fmt: skip
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "not keeping the earlier rows of local" in " ".join(changed.stderr.split())
+    assert {r["device"] for r in read_manifest(run_dir / "bench", "bench").metrics["results"]} == {"loop"}
