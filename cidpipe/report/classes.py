@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from cidpipe.gate.rundir import RunData
+from cidpipe.report.headline import DEPLOY_PREFERENCE
 from cidpipe.report.tables import DASH, Table, pct
 
 MAX_CLASS_COLUMNS = 20  # beyond this a per-class table is unreadable: the worst classes are listed instead
@@ -54,10 +55,10 @@ def per_class_table(run: RunData) -> Table | None:
 
 
 def confusion_table(run: RunData) -> Table | None:
-    """Confusion matrix of the deployed artifact: the INT8 one when there is one, else the FP32 ONNX."""
+    """Confusion matrix of the deployed artifact (the headline's: DEPLOY_PREFERENCE)."""
     by_format = {row.get("format"): row for row in _accuracy_rows(run) if row.get("role") != "teacher"}
     chosen = next(
-        (by_format[f] for f in ("onnx-int8", "onnx-fp16", "onnx-fp32", "torch") if f in by_format), None
+        (by_format[f] for f in DEPLOY_PREFERENCE if f in by_format), None
     )
     matrix = None if chosen is None else (chosen.get("extra") or {}).get("confusion")
     if not matrix:

@@ -81,3 +81,13 @@ def test_a_real_runs_report_opens_with_its_measured_headline(real_run):
             r for r in run.results if (r["format"], r["batch_size"]) == (row.artifact, row.batch_size)
         )
         assert row.speedup_p50 == pytest.approx(teacher["latency"]["p50_ms"] / student["latency"]["p50_ms"])
+
+
+def test_the_sentence_is_about_the_deployed_artifact_even_when_it_is_slower(tmp_path):
+    """INT8 slower than FP32 on this machine: the headline still names INT8 (what ships) and says how much
+    slower or faster it is, rather than switching to whichever artifact happened to be fastest."""
+    results = [bench_result("onnx-fp32", 96.4, 0.30, p50_ms=0.20, size_bytes=310_000),
+               bench_result("onnx-int8", 96.1, 4.00, p50_ms=3.00, size_bytes=95_000)]  # fmt: skip
+    rows = headline(load_run(write_run(tmp_path, results=[*results, *TEACHER_ROWS])))
+    sentence = headline_sentence(rows)
+    assert sentence.startswith("Student onnx-int8 vs teacher onnx-fp32 on local at batch 1: 1.5x slower")
