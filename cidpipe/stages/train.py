@@ -94,6 +94,19 @@ def log_source(source: dict[str, Any], role: str, options: StageOptions) -> None
         )
 
 
+def near_chance_warning(top1: float | None, classes: int) -> str | None:
+    """An imported teacher that scores near chance is almost always fed other images than it was trained
+    on (input size, mean/std, resize/crop); a distillation from it would be wasted, so say what to check."""
+    chance = 100.0 / max(classes, 1)
+    if top1 is None or classes < 2 or top1 > 1.5 * chance:
+        return None
+    return (
+        f"the imported teacher scores {top1:.2f} % on {classes} classes (chance {chance:.1f} %): check that "
+        "teacher.input (input_size, mean, std) and data.transforms.eval (resize, crop_pct) match how it was "
+        "trained"
+    )
+
+
 def _import_teacher(recipe: Recipe, work: StageWork, bundle, model, source, options: StageOptions) -> Built:
     from cidpipe.modelio import model_spec, save_weights
     from cidpipe.stages.fit_stage import evaluate_splits
@@ -112,6 +125,10 @@ def _import_teacher(recipe: Recipe, work: StageWork, bundle, model, source, opti
         "data": bundle.describe(),
     }
     options.log.print(f"imported teacher weights from {path}: test top-1 {metrics['test_top1']:.2f}%")
+    warning = near_chance_warning(metrics["test_top1"], bundle.num_classes)
+    if warning:
+        options.log.print(f"[yellow]warning[/]: {warning}", highlight=False)
+        metrics["warnings"] = [warning]
     spec = model_spec(arch, bundle, {"head": "plain"}, params, source=source)
     return Built(metrics, model=spec, device=options.device)
 
