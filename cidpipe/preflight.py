@@ -32,9 +32,10 @@ def check_weights_files(recipe: Recipe) -> None:
         section = getattr(recipe, role)
         checkpoint = None if section is None else section.model.weights
         if checkpoint is not None and not Path(checkpoint).is_file():
+            where = "" if Path(checkpoint).is_absolute() else f" (looked for {Path(checkpoint).absolute()})"
             raise ModelError(
-                f"{role}.model.weights {checkpoint} does not exist; give the path of a "
-                "safetensors or state_dict file"
+                f"{role}.model.weights {checkpoint} does not exist{where}; give the path of a "
+                "safetensors or state_dict file (relative paths start at the current directory)"
             )
 
 

@@ -35,7 +35,8 @@ def require_directory(path: Path, what: str, hint: str) -> Path:
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise DataError(f"{what} {path} is not a directory (it does not exist); {hint}") from None
+        where = "" if path.is_absolute() else f", looked for {path.absolute()}"
+        raise DataError(f"{what} {path} is not a directory (it does not exist{where}); {hint}") from None
     except OSError as err:
         raise DataError(f"{what} {path} cannot be accessed ({_reason(err)}); {hint}") from None
     if not stat.S_ISDIR(mode):

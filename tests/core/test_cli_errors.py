@@ -82,6 +82,16 @@ def test_missing_data_directory(tmp_path):
     _assert_clean_failure(run_cli("train", str(recipe), "--device", "cpu"), 3, "nowhere", tmp_path)
 
 
+def test_relative_paths_that_do_not_exist_say_where_they_were_looked_for(tmp_path):
+    """Relative paths start at the current directory, not at the recipe: the message shows the full path."""
+    recipe = _recipe(tmp_path, data={"name": "imagefolder", "root": "images"})
+    result = run_cli("train", str(recipe), "--device", "cpu", cwd=tmp_path)
+    _assert_clean_failure(result, 3, f"looked for {tmp_path / 'images'}", tmp_path)
+    recipe = _recipe(tmp_path, teacher={"model": {"arch": "tinycnn", "weights": "teacher.pth"}})
+    result = run_cli("train", str(recipe), "--device", "cpu", cwd=tmp_path)
+    _assert_clean_failure(result, 4, f"looked for {tmp_path / 'teacher.pth'}", tmp_path)
+
+
 def test_directory_without_class_folders(tmp_path):
     empty = tmp_path / "images"
     (empty / "train").mkdir(parents=True)
