@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -84,7 +84,9 @@ _HostValue = Annotated[str, Field(max_length=200)] | int
 
 
 class _BaselineEntry(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # strict: a baseline is JSON cidpipe wrote, so "97.7" (a string) or true (for a number) is a foreign or
+    # hand-edited file, refused rather than coerced
+    model_config = ConfigDict(extra="ignore", strict=True)
     subject: str | None = None
     format: str | None = None
     device: str = "local"
@@ -101,7 +103,7 @@ class _BaselineEntry(BaseModel):
 
 
 class _BaselineStudent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     val_top1: float | None = Field(None, ge=0, le=100)
     test_top1: float | None = Field(None, ge=0, le=100)
 
@@ -109,9 +111,9 @@ class _BaselineStudent(BaseModel):
 class _Baseline(BaseModel):
     """The shape a baseline file must have; a wrongly typed value is a usage error, not a crash later."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
     kind: str
-    schema_: int = Field(BASELINE_SCHEMA, alias="schema")
+    schema_: Literal[1] = Field(BASELINE_SCHEMA, alias="schema")  # the only format this cidpipe reads
     recipe: str | None = None
     recipe_id: str | None = None
     run: str | None = None
@@ -159,6 +161,8 @@ def baseline_checks(
             "pass the baseline of this recipe or record a new one"
         )
     notes = []
+    if not baseline.get("results"):
+        notes.append(f"baseline {label} holds no bench rows: only the student's top-1 is compared with it")
     same_id = baseline.get("recipe_id") == run.recipe_id
     if not same_id:
         notes.append(

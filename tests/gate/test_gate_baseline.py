@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,27 @@ def test_missing_or_foreign_baseline_file_is_a_usage_error(tmp_path: Path) -> No
     (tmp_path / "other.json").write_text('{"hello": 1}')
     with pytest.raises(UsageError, match="not a cidpipe baseline"):
         load_baseline(tmp_path / "other.json")
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda b: b["results"][0].__setitem__("top1", "97.7"), "'results.0.top1': Input should be a valid"),
+        (lambda b: b.__setitem__("schema", 99), "'schema': Input should be 1"),
+        (lambda b: b["results"][0].__setitem__("batch_size", True), "'results.0.batch_size'"),
+    ],
+)
+def test_a_wrongly_typed_baseline_is_refused_not_coerced(run_dir: Path, tmp_path: Path, change, needle):
+    saved = save_baseline(run_dir, tmp_path / "baseline.json")
+    change(saved)
+    (tmp_path / "edited.json").write_text(json.dumps(saved))
+    with pytest.raises(UsageError, match=re.escape(needle)) as err:
+        load_baseline(tmp_path / "edited.json")
+    assert err.value.exit_code == 2
+
+
+def test_a_baseline_without_rows_says_so(run_dir: Path, tmp_path: Path) -> None:
+    saved = save_baseline(run_dir, tmp_path / "baseline.json")
+    (tmp_path / "empty.json").write_text(json.dumps({**saved, "results": []}))
+    report = evaluate_gate(run_dir, load_gate_config({}), load_baseline(tmp_path / "empty.json"))
+    assert any("holds no bench rows" in note for note in report.notes)
