@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 
-# Logs, CI and notebooks are not terminals: rich would squeeze tables to 80 columns there.
+# Logs, CI and notebooks are not terminals: rich would squeeze tables to 80 columns there. COLUMNS, when
+# set, wins (a CI log that should not cut artifact names: COLUMNS=220).
 NON_TERMINAL_WIDTH = 140
 
 
 def make_console(*, stderr: bool) -> Console:
     console = Console(stderr=stderr)
     if not console.is_terminal:
-        console.width = NON_TERMINAL_WIDTH
+        columns = os.environ.get("COLUMNS", "")
+        console.width = int(columns) if columns.isdigit() and int(columns) >= 40 else NON_TERMINAL_WIDTH
     return console
