@@ -156,6 +156,17 @@ def test_imagefolder_train_test_layout(tmp_path: Path) -> None:
     assert sorted(bundle.test.labels.tolist()) == [0, 0, 2, 2]  # labels follow the training classes
 
 
+def test_an_extra_class_in_val_names_the_val_folder(tmp_path: Path) -> None:
+    from cidpipe.data.datasets.imagefolder import check_imagefolder_available
+
+    write_fake_imagefolder(tmp_path / "train", classes=("cat", "dog"), per_class=4)
+    write_fake_imagefolder(tmp_path / "val", classes=("cat", "coat"), per_class=2, seed=1)
+    cfg = DataConfig(name="imagefolder", root=tmp_path)
+    for attempt in (check_imagefolder_available, load_dataset):
+        with pytest.raises(DataError, match=r"val/coat is a class not present .* train/ and val/"):
+            attempt(cfg)
+
+
 def test_imagefolder_bad_directories(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no class folders"):

@@ -75,8 +75,8 @@ def scan_class_folders(directory: Path, class_names: list[str] | None = None
     labels: list[int] = []
     for folder in folders:
         if folder.name not in index:
-            raise DataError(f"{folder} is a class not present in the training folders; "
-                            "use the same class folders in train/ and test/")
+            raise DataError(f"{folder} is a class not present in the training folders; use the same "
+                            f"class folders in train/ and {directory.name}/")
         images = _images_in(folder)
         paths.extend(images)
         labels.extend([index[folder.name]] * len(images))
@@ -121,8 +121,8 @@ def check_imagefolder_available(cfg: DataConfig) -> None:
         names = {d.name for d in folders}
         if train_classes is not None and not names <= train_classes:
             extra = sorted(names - train_classes)[0]
-            raise DataError(f"{part / extra} is a class not present in the training folders; "
-                            "use the same class folders in train/ and test/")
+            raise DataError(f"{part / extra} is a class not present in the training folders; use the "
+                            f"same class folders in train/ and {part.name}/")
         train_classes = names if train_classes is None else train_classes
         if not any(_first_image(d) is not None for d in folders):
             raise DataError(f"{part} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
