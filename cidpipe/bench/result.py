@@ -95,6 +95,7 @@ class BenchResult:
             legacy = data.pop("energy_mj_per_inference")
             if legacy is not None and data.get("energy_per_image_mj") is None:
                 data["energy_per_image_mj"] = legacy / max(1, int(data.get("batch_size") or 1))
+        data.pop("slower_than_fp32", None)  # the bench stage's annotation of the JSON row, recomputed there
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:

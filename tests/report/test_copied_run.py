@@ -82,3 +82,12 @@ def test_a_run_that_stops_before_the_gate_replaces_the_old_verdict(real_run: Pat
     assert 'errors="1"' in junit and "stopped at the bench stage (exit 8)" in junit
     assert "not reached" in (copy / "gate" / "summary.md").read_text()
     assert not (copy / "gate" / "gate.json").exists()
+
+
+def test_a_cached_bench_still_prints_its_table(real_run: Path, tmp_path: Path):
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(real_run, copy)
+    proc = run_cli("bench", str(copy), env={"COLUMNS": "220"})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "cached" in proc.stderr and "cidpipe bench" in proc.stdout
+    assert "quantize/model.int8.onnx" in proc.stdout  # the stored rows, names not cut at 220 columns
