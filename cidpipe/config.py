@@ -198,7 +198,14 @@ def load_recipe(source: str | Path, overrides: list[str] | None = None) -> Recip
     """Load a recipe file (or a bundled recipe by name) and apply ``--set`` overrides."""
     path = resolve_recipe_path(source)
     raw = apply_overrides(read_recipe_mapping(path), overrides or [])
-    return validate_recipe(raw, str(path))
+    try:
+        return validate_recipe(raw, str(path))
+    except ConfigError as err:
+        # A value the user typed on the command line is theirs to fix there, not in the recipe file.
+        overridden = [text for text in overrides or [] if f"'{text.split('=', 1)[0]}'" in str(err)]
+        if not overridden:
+            raise
+        raise ConfigError(str(err).replace(f"{path}: ", f"--set {overridden[0]} (on {path}): ", 1)) from None
 
 
 def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:

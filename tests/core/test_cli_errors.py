@@ -70,6 +70,15 @@ def test_set_on_a_key_that_does_not_exist(tmp_path):
     _assert_clean_failure(result, 2, "did you mean 'teacher.train.epochs'", tmp_path)
 
 
+def test_a_bad_set_value_is_blamed_on_the_flag_not_the_recipe_file(tmp_path):
+    recipe = _recipe(tmp_path)
+    result = run_cli("train", str(recipe), "--set", "teacher.train.epochs=abc")
+    _assert_clean_failure(result, 2, f"--set teacher.train.epochs=abc (on {recipe}): 'teacher.train.epochs'",
+                          tmp_path)  # fmt: skip
+    bad_file = _recipe(tmp_path, data={"batch_size": "lots"})  # in the file: the file is named first
+    assert run_cli("train", str(bad_file)).stderr.startswith(f"error: {bad_file}: 'data.batch_size'")
+
+
 def test_cuda_graphs_asked_for_on_the_cpu(tmp_path):
     graphs = ["--set", "teacher.train.compile=true", "--set", "teacher.train.compile_mode=reduce-overhead"]
     result = run_cli("train", str(_recipe(tmp_path)), "--device", "cpu", *graphs)
