@@ -19,7 +19,7 @@ from typing import Any
 from cidpipe.bench.config import BenchConfig
 from cidpipe.bench.devices.inventory import DeviceSpec, Inventory, load_inventory
 from cidpipe.bench.devices.probe import BACKEND_MODULES, probe_python, require_modules
-from cidpipe.bench.devices.ssh import SshTarget, last_line
+from cidpipe.bench.devices.ssh import SSH_CLIENT_FAILURE, SshTarget, last_line
 from cidpipe.bench.devices.workspace import make_run_dir, remove_run_dir, upload
 from cidpipe.errors import DeviceError, UsageError
 
@@ -55,6 +55,11 @@ def parse_runtime_output(device: DeviceSpec, completed: subprocess.CompletedProc
     try:
         document = json.loads(lines[-1])
     except (IndexError, ValueError) as exc:
+        if completed.returncode == SSH_CLIENT_FAILURE and not completed.stderr.strip():
+            raise DeviceError(
+                f"the SSH connection to {device.name} ({device.address}) was lost while cidpipe_runtime ran "
+                "(ssh exit 255, no output): check the board is up and on the network, then bench it again"
+            ) from exc
         detail = last_line(completed.stderr) or f"status {completed.returncode}, no output"
         raise DeviceError(f"cidpipe_runtime on {device.name} printed no result: {detail}") from exc
     where = f"cidpipe_runtime on {device.name} ({device.address})"

@@ -59,3 +59,29 @@ exec {sys.executable} "$@"
     assert row.latency["p50_ci_low_ms"] == 0.88 and row.noisy is True  # 0.5 > cov_warning 0.1
     assert row.host == {"cpu_model": "x" * 200, "cpu_count": 4}
     assert row.extra["peak_mem"]["scope"] == "artifact"
+
+
+def test_a_connection_lost_mid_run_is_named(sshd, tmp_path):
+    """ssh exits 255 with no output when the connection drops while the runtime runs. Stand-in: a remote
+    python that probes normally and then exits 255 silently (what the client sees of a lost connection;
+    killing sshd mid-run would race the test). The row says the connection was lost, not "printed no
+    result"."""
+    dropper = tmp_path / "dropping-python"
+    dropper.write_text(f"""#!/bin/sh
+if [ "$1" = "-m" ]; then exit 255; fi
+exec {sys.executable} "$@"
+""")
+    dropper.chmod(dropper.stat().st_mode | stat.S_IXUSR)
+    device = sshd.device(name="loop", remote_python=str(dropper)).model_dump(
+        mode="json", exclude={"name"}, exclude_none=True
+    )
+    inventory = tmp_path / "devices.yaml"
+    inventory.write_text(yaml.safe_dump({"devices": {"loop": device}}))
+    raw = tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, "devices": ["loop"],
+                                                     "inventory": str(inventory)})
+    (tmp_path / "m.onnx").write_bytes(b"never read")
+    np.savez(tmp_path / "eval.npz", x=np.zeros((4, 1, 2, 2), np.float32), y=np.zeros(4, np.int64))
+    spec = ArtifactSpec("m.onnx", "onnx-fp32", path=tmp_path / "m.onnx")
+    rows = bench_remote("loop", [spec], tmp_path / "eval.npz", validate_recipe(raw, "test"))
+    assert {row.status for row in rows} == {"failed"} and rows[0].failure == "device"
+    assert "SSH connection to loop" in rows[0].error and "was lost" in rows[0].error
