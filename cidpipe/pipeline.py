@@ -118,7 +118,12 @@ def run_pipeline(
     dry_run: bool = False,
 ) -> PipelineResult:
     """Run (or, with ``dry_run``, only plan) every stage the recipe enables, in order."""
-    plan = make_plan(recipe, force=options.force, start=start, only=only)
+    try:
+        plan = make_plan(recipe, force=options.force, start=start, only=only)
+    except CidpipeError as err:  # the pre-flight (an unreachable device, missing data) refused the run
+        if not dry_run:
+            _record_failure_for_the_gate(recipe, None, "pre-flight", err)
+        raise
     result = PipelineResult(plan)
     if dry_run:
         return result
@@ -140,8 +145,12 @@ def run_pipeline(
 
 
 def _record_failure_for_the_gate(recipe: Recipe, plan, failed: str, err: CidpipeError) -> None:
-    """A stage before the gate failed: replace the previous run's gate verdict with this failure."""
-    planned_gate = any(p.name == "gate" and p.action != "skip" for p in plan)
+    """A stage (or the pre-flight, ``plan`` None) before the gate failed: replace the previous run's gate
+    verdict with this failure."""
+    if plan is None:
+        planned_gate = recipe.gate.enabled
+    else:
+        planned_gate = any(p.name == "gate" and p.action != "skip" for p in plan)
     if failed == "gate" or not planned_gate or not recipe.run_dir().is_dir():
         return  # the gate writes its own verdict; a run that never started leaves no directory
     from cidpipe.gate.outputs import write_run_failure

@@ -43,14 +43,15 @@ def check_devices(recipe: Recipe) -> None:
     if not recipe.bench.enabled:
         return
     from cidpipe.bench.devices.inventory import load_inventory
-    from cidpipe.bench.devices.probe import require_jetson_ready
+    from cidpipe.bench.devices.probe import require_device_ready
 
     inventory = load_inventory(recipe.bench.inventory)
     devices = [inventory.get_device(name) for name in recipe.bench.devices]  # unknown names raise here
     for device in devices:
-        if device.kind == "jetson":
-            # Connects to the board: a missing TensorRT must fail before training, not as bench rows.
-            require_jetson_ready(device, tolerate_unreachable=recipe.bench.tolerate_device_failures)
+        if device.kind in ("jetson", "ssh"):
+            # Connects to the device: an unreachable board or one without python/numpy/onnxruntime must fail
+            # before anything trains (and in `run --dry-run`, the CI pre-flight), not as bench rows after.
+            require_device_ready(device, tolerate_unreachable=recipe.bench.tolerate_device_failures)
 
 
 def check_data(recipe: Recipe) -> None:

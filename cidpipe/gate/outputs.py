@@ -78,7 +78,8 @@ def write_run_failure(run_dir: Path, stage: str, message: str, exit_code: int) -
     verdict, possibly green, for a job that failed."""
     gate_dir = Path(run_dir) / "gate"
     (gate_dir / "gate.json").unlink(missing_ok=True)
-    text = f"cidpipe run stopped at the {stage} stage (exit {exit_code}) before the gate: {message}"
+    where = "in its pre-flight" if stage == "pre-flight" else f"at the {stage} stage"
+    text = f"cidpipe run stopped {where} (exit {exit_code}) before the gate: {message}"
     suites = ET.Element("testsuites", name="cidpipe", tests="1", failures="0", errors="1")
     suite = ET.SubElement(suites, "testsuite", name=JUNIT_SUITE, tests="1", failures="0", errors="1",
                           skipped="0", time="0")  # fmt: skip

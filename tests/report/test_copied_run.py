@@ -11,6 +11,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.conftest import run_cli
@@ -65,8 +66,13 @@ def test_gate_and_report_refuse_a_bench_of_stages_rebuilt_since(real_run: Path, 
     assert run_cli("report", str(copy), "--out", str(tmp_path / "report")).returncode == 0
 
 
-def test_a_run_that_stops_before_the_gate_replaces_the_old_verdict(real_run: Path, tmp_path: Path):
-    """CI publishes gate/junit.xml and summary.md whatever the exit code: a run that failed at the bench
+@pytest.mark.parametrize(
+    ("devices", "tolerate", "where"),
+    [("[local,closed]", False, "stopped in its pre-flight (exit 8)"),  # found before any stage runs
+     ("[closed]", True, "stopped at the bench stage (exit 8)")],  # left to the bench: all its rows failed
+)  # fmt: skip
+def test_a_run_stopped_before_the_gate_replaces_the_old_verdict(real_run, tmp_path, devices, tolerate, where):
+    """CI publishes gate/junit.xml and summary.md whatever the exit code: a run that failed before the gate
     must not leave the previous run's (green) verdict there. Real failure: a device whose port is closed."""
     copy = tmp_path / "runs" / "tiny"
     shutil.copytree(real_run, copy)
@@ -74,12 +80,14 @@ def test_a_run_that_stops_before_the_gate_replaces_the_old_verdict(real_run: Pat
     inventory = tmp_path / "devices.yaml"
     inventory.write_text(yaml.safe_dump({"devices": {"closed": {"kind": "ssh", "host": "127.0.0.1", "port": 1,
                                                                 "connect_timeout_s": 5}}}))  # fmt: skip
-    overrides = ["bench.devices=[local,closed]", f"bench.inventory={inventory}", "gate.enabled=true"]
+    overrides = [f"bench.devices={devices}", f"bench.inventory={inventory}", "gate.enabled=true",
+                 f"bench.tolerate_device_failures={str(tolerate).lower()}",
+                 "bench.runs=11"]  # other settings: no earlier local rows are kept  # fmt: skip
     proc = run_cli("run", str(copy / "recipe.yaml"), "--out", str(copy.parent),
                    *[arg for value in overrides for arg in ("--set", value)])  # fmt: skip
     assert proc.returncode == 8, proc.stdout[-1500:] + proc.stderr[-1500:]
     junit = (copy / "gate" / "junit.xml").read_text()
-    assert 'errors="1"' in junit and "stopped at the bench stage (exit 8)" in junit
+    assert 'errors="1"' in junit and where in junit and "closed" in junit
     assert "not reached" in (copy / "gate" / "summary.md").read_text()
     assert not (copy / "gate" / "gate.json").exists()
 

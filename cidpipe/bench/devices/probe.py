@@ -224,8 +224,9 @@ def check_device(device: DeviceSpec) -> dict[str, Any]:
     return report
 
 
-def require_jetson_ready(device: DeviceSpec, *, tolerate_unreachable: bool = False) -> None:
-    """DeviceError (exit 8) when a ``kind: jetson`` board lacks L4T / trtexec / tegrastats or a backend.
+def require_device_ready(device: DeviceSpec, *, tolerate_unreachable: bool = False) -> None:
+    """DeviceError (exit 8) when an SSH device lacks python / numpy / a backend, or a ``kind: jetson`` board
+    also L4T / trtexec / tegrastats.
 
     The plan-time check of a recipe that benches on the board (``run --dry-run`` and every run). A board
     that cannot be reached at all is left to the bench when device failures are tolerated (it becomes

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cidpipe.bench.config import BenchConfig
 from cidpipe.bench.devices import SshTarget, check_device, load_inventory, run_remote_bench
@@ -175,3 +176,20 @@ def test_remote_timeout_is_reported_and_stops_the_remote_command(sshd):
     assert time.monotonic() - started < 5
     processes = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert "sleep 21.25" not in processes
+
+
+def test_dry_run_checks_an_ssh_device_before_any_compute(tmp_path):
+    """`run --dry-run` is the CI pre-flight: an SSH device that cannot be reached fails it (exit 8), as a
+    Jetson board already did, rather than failing after training."""
+    from tests.conftest import run_cli, tiny_recipe_dict
+
+    inventory = tmp_path / "devices.yaml"
+    inventory.write_text(yaml.safe_dump({"devices": {"closed": {"kind": "ssh", "host": "127.0.0.1", "port": 1,
+                                                                "connect_timeout_s": 5}}}))  # fmt: skip
+    recipe = tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, "devices": ["local", "closed"],
+                                                        "inventory": str(inventory)})  # fmt: skip
+    path = tmp_path / "recipe.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    proc = run_cli("run", str(path), "--dry-run")
+    assert proc.returncode == 8 and "connection refused by 127.0.0.1:1 (closed)" in proc.stderr, proc.stderr
+    assert not (tmp_path / "runs").exists()

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from cidpipe.bench.devices import check_device
-from cidpipe.bench.devices.probe import require_jetson_ready
+from cidpipe.bench.devices.probe import require_device_ready
 from cidpipe.errors import DeviceError
 from tests.bench.devices.test_jetson import FAKE_TOOLS
 from tests.conftest import run_cli, tiny_recipe_dict
@@ -76,18 +76,18 @@ def test_a_complete_board_has_no_problems(full_board):
     assert report["problems"] == [], report["problems"]
     assert report["jetson"]["l4t_core_package"].startswith("35.4.1")
     assert report["jetson"]["trtexec"].endswith("/fake-bin/trtexec")
-    require_jetson_ready(full_board)  # the plan-time check passes too
+    require_device_ready(full_board)  # the plan-time check passes too
 
 
 def test_a_configured_trtexec_that_is_not_there_is_named(full_board):
     board = full_board.model_copy(update={"trtexec": "/opt/nowhere/trtexec"})
     with pytest.raises(DeviceError, match="/opt/nowhere/trtexec") as caught:
-        require_jetson_ready(board)
+        require_device_ready(board)
     assert "\n" not in str(caught.value) and "L4T" not in str(caught.value)
 
 
 def test_an_unreachable_board_fails_unless_device_failures_are_tolerated(sshd, closed_port):
     board = sshd.device(name="orin", kind="jetson", port=closed_port, connect_timeout_s=2)
     with pytest.raises(DeviceError):
-        require_jetson_ready(board)
-    require_jetson_ready(board, tolerate_unreachable=True)  # left to the bench's failed rows
+        require_device_ready(board)
+    require_device_ready(board, tolerate_unreachable=True)  # left to the bench's failed rows
