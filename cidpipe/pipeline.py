@@ -155,7 +155,10 @@ def _record_failure_for_the_gate(recipe: Recipe, plan, failed: str, err: Cidpipe
         return  # the gate writes its own verdict; a run that never started leaves no directory
     from cidpipe.gate.outputs import write_run_failure
 
-    write_run_failure(recipe.run_dir(), failed, " ".join(str(err).split()), err.exit_code)
+    try:
+        write_run_failure(recipe.run_dir(), failed, " ".join(str(err).split()), err.exit_code)
+    except (CidpipeError, OSError):
+        pass  # e.g. the disk that failed the stage is full: the stage's own error is the one to report
 
 
 def write_run_recipe(recipe: Recipe) -> None:
