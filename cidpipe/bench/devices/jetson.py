@@ -199,16 +199,15 @@ def time_engine_on_device(
                                   f"{_first_error_line(log)}")
             present = target.run(["test", "-f", tegrastats_file]).returncode == 0
             tegrastats_log = target.read_file(tegrastats_file).decode(errors="replace") if present else None
-            times = _read_capped(target, f"{run_dir}/{TIMES_FILE}", MAX_TIMES_BYTES)
+            # A log without a performance summary is a failed run, never a row of empty "pass" numbers.
+            parsed = require_performance(parse_trtexec(log), f"trtexec on {device.name}")
+            latencies, source = _per_query(target, f"{run_dir}/{TIMES_FILE}", parsed)
         finally:
             remove_run_dir(target, run_dir)
         state = board_state(target)
     finally:
         if own_target:
             target.close()
-    # A log without a performance summary is a failed run, never a row of empty "pass" numbers.
-    parsed = require_performance(parse_trtexec(log), f"trtexec on {device.name}")
-    latencies, source = _per_query(times, parsed)
     report = parsed.to_dict()
     samples, average_w = _power(tegrastats_log, tegrastats_interval_ms)
     qps = report.get("throughput_qps")
@@ -219,23 +218,16 @@ def time_engine_on_device(
                         latencies_ms=latencies, latency_source=source)
 
 
-def _read_capped(target: SshTarget, path: str, limit: int) -> bytes | None:
-    """The bytes of a remote file of at most ``limit`` bytes (a larger one comes back as ``limit + 1``
-    bytes, which its parser refuses, without being transferred), or None when the file is absent (a
-    trtexec too old for --exportTimes)."""
+def _per_query(target: SshTarget, path: str, report: TrtexecReport) -> tuple[list[float] | None, str]:
+    """trtexec's per-query latencies from the board, and which source the row's statistics come from. The
+    file is sized first, so one larger than MAX_TIMES_BYTES is never transferred."""
     sized = target.run(["wc", "-c", path], what="sizing trtexec's per-query times")
     fields = sized.stdout.split()
     if sized.returncode != 0 or not fields or not fields[0].isdigit():
-        return None
-    if int(fields[0]) > limit:
-        return b" " * (limit + 1)
-    return target.read_file(path)
-
-
-def _per_query(times: bytes | None, report: TrtexecReport) -> tuple[list[float] | None, str]:
-    if times is None:
-        return None, "trtexec summary (no --exportTimes file)"
+        return None, "trtexec summary (no --exportTimes file)"  # a trtexec too old to write it
     try:
-        return timed_latencies(times, report), "trtexec --exportTimes (per query)"
+        if int(fields[0]) > MAX_TIMES_BYTES:
+            raise TimesUnusable(f"per-query times larger than {MAX_TIMES_BYTES >> 20} MiB")
+        return timed_latencies(target.read_file(path), report), "trtexec --exportTimes (per query)"
     except TimesUnusable as err:
         return None, f"trtexec summary ({err})"

@@ -35,25 +35,31 @@ REPLY = {
 }  # fmt: skip
 
 
-def test_remote_rows_keep_only_protocol_keys_and_decide_noise_themselves(sshd, tmp_path):
-    liar = tmp_path / "liar-python"
-    liar.write_text(f"""#!/bin/sh
-if [ "$1" = "-m" ]; then echo '{json.dumps(REPLY)}'; exit 0; fi
+def bench_with_a_stand_in_runtime(sshd, tmp_path, answer: str, role: str = "student", **bench):
+    """bench_remote on the loopback device whose remote python probes with the real interpreter but runs
+    ``answer`` (a shell line) in place of ``-m cidpipe_runtime``; the uploaded model is never read."""
+    python = tmp_path / "stand-in-python"
+    python.write_text(f"""#!/bin/sh
+if [ "$1" = "-m" ]; then {answer}; fi
 exec {sys.executable} "$@"
 """)
-    liar.chmod(liar.stat().st_mode | stat.S_IXUSR)
-    device = sshd.device(name="loop", remote_python=str(liar)).model_dump(
+    python.chmod(python.stat().st_mode | stat.S_IXUSR)
+    device = sshd.device(name="loop", remote_python=str(python)).model_dump(
         mode="json", exclude={"name"}, exclude_none=True
     )
     inventory = tmp_path / "devices.yaml"
     inventory.write_text(yaml.safe_dump({"devices": {"loop": device}}))
     raw = tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, "devices": ["loop"],
-                                                     "inventory": str(inventory), "cov_warning": 0.1})
-    recipe = validate_recipe(raw, "test")
-    (tmp_path / "m.onnx").write_bytes(b"uploaded, never read: the liar answers")
+                                                     "inventory": str(inventory), **bench})
+    (tmp_path / "m.onnx").write_bytes(b"uploaded, never read: the stand-in answers")
     np.savez(tmp_path / "eval.npz", x=np.zeros((4, 1, 2, 2), np.float32), y=np.zeros(4, np.int64))
-    spec = ArtifactSpec("m.onnx", "onnx-fp32", path=tmp_path / "m.onnx", role="teacher")
-    [row] = bench_remote("loop", [spec], tmp_path / "eval.npz", recipe)
+    spec = ArtifactSpec("m.onnx", "onnx-fp32", path=tmp_path / "m.onnx", role=role)
+    return bench_remote("loop", [spec], tmp_path / "eval.npz", validate_recipe(raw, "test"))
+
+
+def test_remote_rows_keep_only_protocol_keys_and_decide_noise_themselves(sshd, tmp_path):
+    answer = f"echo '{json.dumps(REPLY)}'; exit 0"
+    [row] = bench_with_a_stand_in_runtime(sshd, tmp_path, answer, role="teacher", cov_warning=0.1)
     assert row.status == "pass" and row.role == "teacher"
     assert "bonus_ms" not in row.latency and "throughput_ips" not in row.latency
     assert row.latency["p50_ci_low_ms"] == 0.88 and row.noisy is True  # 0.5 > cov_warning 0.1
@@ -66,22 +72,6 @@ def test_a_connection_lost_mid_run_is_named(sshd, tmp_path):
     python that probes normally and then exits 255 silently (what the client sees of a lost connection;
     killing sshd mid-run would race the test). The row says the connection was lost, not "printed no
     result"."""
-    dropper = tmp_path / "dropping-python"
-    dropper.write_text(f"""#!/bin/sh
-if [ "$1" = "-m" ]; then exit 255; fi
-exec {sys.executable} "$@"
-""")
-    dropper.chmod(dropper.stat().st_mode | stat.S_IXUSR)
-    device = sshd.device(name="loop", remote_python=str(dropper)).model_dump(
-        mode="json", exclude={"name"}, exclude_none=True
-    )
-    inventory = tmp_path / "devices.yaml"
-    inventory.write_text(yaml.safe_dump({"devices": {"loop": device}}))
-    raw = tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, "devices": ["loop"],
-                                                     "inventory": str(inventory)})
-    (tmp_path / "m.onnx").write_bytes(b"never read")
-    np.savez(tmp_path / "eval.npz", x=np.zeros((4, 1, 2, 2), np.float32), y=np.zeros(4, np.int64))
-    spec = ArtifactSpec("m.onnx", "onnx-fp32", path=tmp_path / "m.onnx")
-    rows = bench_remote("loop", [spec], tmp_path / "eval.npz", validate_recipe(raw, "test"))
+    rows = bench_with_a_stand_in_runtime(sshd, tmp_path, "exit 255")
     assert {row.status for row in rows} == {"failed"} and rows[0].failure == "device"
     assert "SSH connection to loop" in rows[0].error and "was lost" in rows[0].error
