@@ -55,6 +55,13 @@ def weight_scale(weight: Tensor, axis: int | None, qmax: int = WEIGHT_QMAX) -> T
     return torch.where(scale > 0, scale, torch.ones_like(scale))
 
 
+def _step(value: Tensor, count: int) -> Tensor:
+    """``value`` moved ``count`` float32 steps (down when negative)."""
+    for _ in range(abs(count)):
+        value = torch.nextafter(value, value + (1 if count > 0 else -1))
+    return value
+
+
 def fake_quantize_weight(weight: Tensor, axis: int | None, qmax: int = WEIGHT_QMAX) -> Tensor:
     scale = weight_scale(weight, axis, qmax)
     if axis is not None:
@@ -82,7 +89,6 @@ class ActivationQuantizer(nn.Module):
         super().__init__()
         self.qmin, self.qmax, self.symmetric = int(qmin), int(qmax), bool(symmetric)
         self.pinned = not symmetric and int(zero_point) == self.qmin
-        # The range that reproduces the PTQ (scale, zero point) exactly under scale_zero_point().
         half = (self.qmax - self.qmin) // 2
         low = -half * scale if symmetric else (self.qmin - zero_point) * scale
         high = half * scale if symmetric else (self.qmax - zero_point) * scale
@@ -91,6 +97,28 @@ class ActivationQuantizer(nn.Module):
         self.register_buffer("seen_low", torch.tensor(float("inf")))
         self.register_buffer("seen_high", torch.tensor(float("-inf")))
         self.mode = "fake"
+        self._match_ptq_scale(float(scale))
+
+    def _match_ptq_scale(self, scale: float) -> None:
+        """Move the float32 ends of the range by a few steps until scale_zero_point() gives back the PTQ
+        scale bit for bit: the ends were rounded to float32 from the exact range, and one rounding can put
+        the recomputed scale one float32 step off, so unchanged weights would not write back the PTQ
+        artifact exactly. Small steps of both ends are tried, nearest first."""
+        target = torch.tensor(scale, dtype=torch.float32)
+        zero = self.scale_zero_point()[1]
+        low0, high0 = self.low.clone(), self.high.clone()
+        steps = sorted(((a, b) for a in range(-3, 4) for b in range(-3, 4)),
+                       key=lambda d: abs(d[0]) + abs(d[1]))
+        for dlow, dhigh in steps:
+            high = _step(high0, dhigh)
+            low = -high if self.symmetric else _step(low0, dlow)
+            self.low.copy_(low)
+            self.high.copy_(high)
+            got_scale, got_zero = self.scale_zero_point()
+            if got_scale == target and got_zero == zero:
+                return
+        self.low.copy_(low0)
+        self.high.copy_(high0)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.mode == "float":
@@ -108,20 +136,21 @@ class ActivationQuantizer(nn.Module):
         return fake_quantize(x, scale, zero_point, self.qmin, self.qmax)
 
     def scale_zero_point(self) -> tuple[Tensor, Tensor]:
-        """ORT's MinMax rule from the tracked range: the range always holds 0, symmetric types use
-        |max| over 127, unsigned ones an asymmetric zero point."""
-        low = torch.clamp(self.low, max=0.0)
-        high = torch.clamp(self.high, min=0.0)
+        """ORT's MinMax rule (quant_utils.compute_scale_zp) from the tracked range: the range always holds
+        0, symmetric types use |max| over 127, unsigned ones an asymmetric zero point; the arithmetic in
+        float64, the scale stored as float32, as ORT does, so a recalibration gives ORT's scale exactly."""
+        low = torch.clamp(self.low.double(), max=0.0)
+        high = torch.clamp(self.high.double(), min=0.0)
         if self.pinned:
             low = torch.zeros_like(low)
         if self.symmetric:
             scale = torch.maximum(low.abs(), high) / ((self.qmax - self.qmin) // 2)
             scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-            return scale, torch.zeros_like(scale)
+            return scale.float(), torch.zeros_like(scale, dtype=torch.float32)
         scale = (high - low) / (self.qmax - self.qmin)
         scale = torch.where(scale > 0, scale, torch.ones_like(scale))
         zero_point = torch.clamp(torch.round(self.qmin - low / scale), self.qmin, self.qmax)
-        return scale, zero_point
+        return scale.float(), zero_point.float()
 
     def adopt_calibration(self) -> None:
         """Make the range recorded in ``calibrate`` mode the quantizer's range."""
