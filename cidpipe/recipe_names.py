@@ -84,6 +84,11 @@ def check_arch(arch: str, key: str) -> None:
         return
     archs = model_names()
     if arch not in archs:
+        from cidpipe.models.sources import library_hint
+
+        hint = library_hint(arch)
+        if hint:
+            raise ModelError(f"{key}: unknown model {arch!r}; {hint}")
         raise ModelError(_unknown("model", key, arch, archs) + " (`cidpipe models` lists them)")
 
 

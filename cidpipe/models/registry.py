@@ -42,6 +42,11 @@ def register_model(
 
 
 def _unknown(name: str) -> ModelError:
+    from cidpipe.models.sources import library_hint
+
+    hint = library_hint(name)
+    if hint:
+        return ModelError(f"unknown model {name!r}; {hint}")
     close = difflib.get_close_matches(name, list(_BUILDERS), n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     return ModelError(f"unknown model {name!r}; {hint}run `cidpipe models` to list the registered names")

@@ -75,6 +75,26 @@ def known_names(kind: str) -> list[str]:
     return library.list_models(module=library)
 
 
+def library_hint(name: str) -> str:
+    """For an unprefixed name that torchvision or timm offers ("resnet18": a user's ImageNet network, not a
+    misspelt CIFAR "resnet8"), the prefixed spelling to write; "" otherwise."""
+    found = []
+    for kind in ("torchvision", "timm"):
+        try:
+            if name in known_names(kind):
+                found.append(f"'{kind}:{name}'")
+        except MissingDependency:
+            continue
+    if not found:
+        return ""
+    from cidpipe.models.registry import list_models
+
+    registry = (f"the registry's CIFAR-size network is '{name}_cifar'" if f"{name}_cifar" in list_models()
+                else "the registry holds CIFAR-size networks only")
+    return (f"{registry}; for the library network write {' or '.join(found)} (with model.weights for your "
+            "own weights file)")
+
+
 def check_arch_name(arch: str) -> ArchName:
     """ModelError for an unknown name, with the closest known one. ``python:`` is checked syntactically
     only: importing a user's module at plan time would run its code before anything else is checked."""

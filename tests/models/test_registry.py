@@ -110,6 +110,15 @@ def test_unknown_name_suggests_the_nearest() -> None:
         build_model("completely-different", 10)
 
 
+def test_a_library_network_name_points_at_its_prefixed_spelling() -> None:
+    """resnet18 is what a torchvision user writes: the nearest registry name (resnet8) would mislead."""
+    with pytest.raises(ModelError) as raised:
+        build_model("resnet18", 10)
+    message = str(raised.value)
+    assert "'torchvision:resnet18' or 'timm:resnet18'" in message and "'resnet18_cifar'" in message
+    assert "resnet8'" not in message
+
+
 def test_bad_sizes_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="num_classes"):
         build_model("resnet8", 0)

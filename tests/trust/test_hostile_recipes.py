@@ -129,6 +129,9 @@ def test_impossible_optimiser_values_are_refused(tmp_path, override, needle):
         ("bench.backends=[torch, openvino]", 2, "unknown bench backend 'openvino'"),
         ("student.model.arch=resnet8x5", 4, "did you mean 'resnet8x4'"),
         ("teacher.model.arch=nosuchnet", 4, "teacher.model.arch"),
+        # a user's ImageNet network named as torchvision/timm call it: not "did you mean 'resnet8'"
+        ("teacher.model.arch=resnet18", 4, "write 'torchvision:resnet18' or 'timm:resnet18'"),
+        ("student.model.arch=mobilenetv3_small_100", 4, "write 'timm:mobilenetv3_small_100'"),
     ],
 )
 def test_unknown_names_fail_at_plan_time(tmp_path, override, code, needle):
