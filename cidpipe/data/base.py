@@ -36,6 +36,20 @@ class DatasetBundle:
     def splits(self) -> dict[str, Split]:
         return {"train": self.train, "val": self.val, "test": self.test, **self.extra_test}
 
+    def classes_without_samples(self) -> dict[str, list[str]]:
+        """Per evaluation split (val, test), the classes it holds no sample of: its accuracy says nothing
+        about them (an image folder whose val/ lacks a class folder, a tiny carved validation split)."""
+        missing = {}
+        for name in ("val", "test"):
+            split = getattr(self, name)
+            if len(split) == 0:
+                continue
+            present = set(split.labels.tolist())
+            absent = [c for i, c in enumerate(self.class_names) if i not in present]
+            if absent:
+                missing[name] = absent
+        return missing
+
     def describe(self) -> dict[str, Any]:
         """Sizes, content fingerprints and normalisation: the ``data`` record of a stage manifest."""
         return {

@@ -25,10 +25,21 @@ def place_on_device(bundle: DatasetBundle, recipe, options: StageOptions) -> Dat
     """Keep tensor-sized splits on the training device (the fast path) when the recipe allows it."""
     from cidpipe.data.resident import place_split
 
+    warn_about_missing_classes(bundle, options)
     mode = recipe.data.device_resident
     bundle.train = place_split(bundle.train, options.device, mode)
     bundle.val = place_split(bundle.val, options.device, mode)
     return bundle
+
+
+def warn_about_missing_classes(bundle: DatasetBundle, options: StageOptions) -> None:
+    """Say so before training when val or test lacks classes: model selection and the reported top-1 would
+    silently ignore them."""
+    for split, names in bundle.classes_without_samples().items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        options.log.print(f"[yellow]warning[/]: the {split} split has no images of {len(names)} of "
+                          f"{bundle.num_classes} classes ({shown}); its accuracy does not cover them",
+                          highlight=False)
 
 
 def evaluate_splits(predict: Callable, bundle: DatasetBundle, device: str, batch_size: int) -> dict[str, Any]:

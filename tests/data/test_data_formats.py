@@ -156,6 +156,27 @@ def test_imagefolder_train_test_layout(tmp_path: Path) -> None:
     assert sorted(bundle.test.labels.tolist()) == [0, 0, 2, 2]  # labels follow the training classes
 
 
+def test_a_class_missing_from_test_is_named_before_training(tmp_path: Path) -> None:
+    """test/ without a dog folder: the reported top-1 never measures dogs; the stage says so up front."""
+    import io
+
+    from rich.console import Console
+
+    from cidpipe.stages.contract import StageOptions
+    from cidpipe.stages.fit_stage import warn_about_missing_classes
+
+    write_fake_imagefolder(tmp_path / "train", per_class=6)
+    write_fake_imagefolder(tmp_path / "test", classes=("cat", "owl"), per_class=2, seed=1)
+    bundle = load_dataset(DataConfig(name="imagefolder", root=tmp_path))
+    assert bundle.classes_without_samples() == {"test": ["dog"]}
+    out = io.StringIO()
+    warn_about_missing_classes(bundle, StageOptions(console=Console(file=out, width=300)))
+    assert out.getvalue().strip() == ("warning: the test split has no images of 1 of 3 classes (dog); its "
+                                      "accuracy does not cover them")
+    complete = load_dataset(DataConfig(name="imagefolder", root=tmp_path / "train"))
+    assert complete.classes_without_samples() == {}
+
+
 def test_an_extra_class_in_val_names_the_val_folder(tmp_path: Path) -> None:
     from cidpipe.data.datasets.imagefolder import check_imagefolder_available
 
