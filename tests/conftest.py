@@ -11,7 +11,10 @@ import pytest
 import torch
 import yaml
 
+from tests.cli_zygote import Zygote
+
 REPO = Path(__file__).resolve().parent.parent
+_ZYGOTE = Zygote()
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -57,9 +60,17 @@ def write_recipe(tmp_path):
 def run_cli(
     *args: str, cwd: Path | None = None, env: dict | None = None, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """The real `cidpipe` entry point in a subprocess, so exit codes and stderr are what a user sees."""
+    """The real `cidpipe` entry point in its own process, so exit codes and stderr are what a user sees.
+
+    The process is forked from a warm interpreter (tests/cli_zygote.py: torch imported once, not once per
+    command) unless the command's environment changes how Python imports (PYTHON*), or
+    CIDPIPE_TEST_FRESH_PROCESS=1 asks for a fresh interpreter every time."""
     full_env = {k: v for k, v in os.environ.items() if k != "CIDPIPE_DEBUG"}
     full_env.update({"OMP_NUM_THREADS": "1", **(env or {})})
+    fresh = (os.environ.get("CIDPIPE_TEST_FRESH_PROCESS") == "1"
+             or any(key.startswith("PYTHON") for key in env or {}))
+    if not fresh:
+        return _ZYGOTE.run(list(args), cwd=cwd, env=full_env, timeout=timeout)
     return subprocess.run(
         [sys.executable, "-m", "cidpipe", *args],
         cwd=cwd,
