@@ -139,8 +139,14 @@ def run_pipeline(
         except CidpipeError as err:
             _record_failure_for_the_gate(recipe, plan, stage.name, err)
             raise
-        # Written once a stage has succeeded, so a recipe that fails at once leaves no run directory behind.
-        write_run_recipe(recipe)
+        # Written once a stage has published work, so a recipe that fails at once leaves no run directory
+        # behind, and a changed recipe that fails before publishing anything (its teacher cached, its new
+        # student refused) does not replace the recipe the run's stages were made with: verbs pointed at
+        # the run directory read it.
+        if not result.results[stage.name].cached:
+            write_run_recipe(recipe)
+    if all(outcome.cached for outcome in result.results.values()):
+        write_run_recipe(recipe)  # everything reused: the same stages, and the recipe the run is at now
     return result
 
 
