@@ -143,11 +143,16 @@ def run_pipeline(
         # behind, and a changed recipe that fails before publishing anything (its teacher cached, its new
         # student refused) does not replace the recipe the run's stages were made with: verbs pointed at
         # the run directory read it.
-        if not result.results[stage.name].cached:
+        if not _was_cached(result.results[stage.name]):
             write_run_recipe(recipe)
-    if all(outcome.cached for outcome in result.results.values()):
+    if all(_was_cached(outcome) for outcome in result.results.values()):
         write_run_recipe(recipe)  # everything reused: the same stages, and the recipe the run is at now
     return result
+
+
+def _was_cached(outcome) -> bool:
+    """A stage result reused from the cache (the readers, gate and report, always run: never cached)."""
+    return bool(getattr(outcome, "cached", False))
 
 
 def _record_failure_for_the_gate(recipe: Recipe, plan, failed: str, err: CidpipeError) -> None:

@@ -27,6 +27,7 @@ def evaluate_gate(run_dir: Path, gate: GateConfig, baseline: dict[str, Any] | No
     if not gate.enabled:
         report.notes.append("gate disabled (gate.enabled: false); no checks ran")
         return report
+    _require_measured_stages(run, gate)
     if baseline is None and gate.baseline is not None:
         baseline = load_baseline(gate.baseline)
     report.checks += status_checks(run)
@@ -48,6 +49,20 @@ def evaluate_gate(run_dir: Path, gate: GateConfig, baseline: dict[str, Any] | No
     if not report.checks:
         report.notes.append("no thresholds configured and no bench results: nothing was checked")
     return report
+
+
+def _require_measured_stages(run: RunData, gate: GateConfig) -> None:
+    """UsageError (exit 2) when a threshold has nothing to measure because a stage never ran: CI must tell
+    "the pipeline stopped short" from "the model regressed" (exit 1)."""
+    from cidpipe.errors import UsageError
+
+    if gate.latency and "bench" not in run.manifests:
+        raise UsageError(f"{run.path} has no bench stage, which gate.latency needs; run `cidpipe bench "
+                         f"{run.path}` first (or `cidpipe run`)")
+    if (gate.min_top1 is not None or gate.max_drop is not None) and "student" not in run.manifests \
+            and not run.results:
+        raise UsageError(f"{run.path} has no student stage, which gate.min_top1/max_drop measure; run "
+                         "`cidpipe distill` first (or `cidpipe run`)")
 
 
 def passing_results(run: RunData) -> list[dict[str, Any]]:

@@ -71,24 +71,30 @@ def write_junit(report: GateReport, path: Path) -> Path:
     return atomic_write_bytes(Path(path), data + b"\n")
 
 
-def write_run_failure(run_dir: Path, stage: str, message: str, exit_code: int) -> None:
-    """The gate's outputs when ``cidpipe run`` stopped before the gate: a JUnit <error> and a Markdown line
-    saying which stage failed, and no gate.json. CI publishes gate/junit.xml and summary.md whatever the
-    exit code (docs/ci-example.yml); without this, a runner that keeps runs/ published the previous run's
-    verdict, possibly green, for a job that failed."""
+def write_run_failure(run_dir: Path, stage: str, message: str, exit_code: int, *,
+                      junit: Path | None = None, summary: Path | None = None) -> None:
+    """The gate's outputs when ``cidpipe run`` stopped before the gate (or the gate itself could not judge
+    the run, ``stage`` "gate": a missing stage, a broken baseline): a JUnit <error> and a Markdown line
+    saying what failed, and no gate.json. CI publishes gate/junit.xml and summary.md whatever the exit code
+    (docs/ci-example.yml); without this, a runner that keeps runs/ published the previous run's verdict,
+    possibly green, for a job that failed."""
     gate_dir = Path(run_dir) / "gate"
     (gate_dir / "gate.json").unlink(missing_ok=True)
-    where = "in its pre-flight" if stage == "pre-flight" else f"at the {stage} stage"
-    text = f"cidpipe run stopped {where} (exit {exit_code}) before the gate: {message}"
+    if stage == "gate":
+        text = f"the gate could not judge the run (exit {exit_code}): {message}"
+    else:
+        where = "in its pre-flight" if stage == "pre-flight" else f"at the {stage} stage"
+        text = f"cidpipe run stopped {where} (exit {exit_code}) before the gate: {message}"
     suites = ET.Element("testsuites", name="cidpipe", tests="1", failures="0", errors="1")
     suite = ET.SubElement(suites, "testsuite", name=JUNIT_SUITE, tests="1", failures="0", errors="1",
                           skipped="0", time="0")  # fmt: skip
     case = ET.SubElement(suite, "testcase", name=f"run: {stage}", classname=f"{JUNIT_SUITE}.run", time="0")
     ET.SubElement(case, "error", message=text, type="run").text = text
     ET.indent(suites)
-    atomic_write_bytes(gate_dir / "junit.xml", ET.tostring(suites, encoding="utf-8", xml_declaration=True))
-    atomic_write_text(gate_dir / "summary.md", f"### ❌ cidpipe gate not reached: {Path(run_dir).name}\n\n"
-                                               f"{_cell(text)}\n")  # fmt: skip
+    atomic_write_bytes(junit or gate_dir / "junit.xml",
+                       ET.tostring(suites, encoding="utf-8", xml_declaration=True))
+    atomic_write_text(summary or gate_dir / "summary.md",
+                      f"### ❌ cidpipe gate not reached: {Path(run_dir).name}\n\n{_cell(text)}\n")
 
 
 def markdown_summary(report: GateReport) -> str:

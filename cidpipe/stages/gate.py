@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cidpipe.config import Recipe
+from cidpipe.errors import CidpipeError
 from cidpipe.gate import (
     GATE_JSON,
     GateConfig,
@@ -49,8 +50,19 @@ def run_gate(
     summary: Path | None = None,
 ) -> GateOutputs:
     run_dir = Path(run_dir)
-    baseline_data = load_baseline(baseline) if baseline is not None else None
-    report = evaluate_gate(run_dir, gate, baseline_data)
+    try:
+        baseline_data = load_baseline(baseline) if baseline is not None else None
+        report = evaluate_gate(run_dir, gate, baseline_data)
+    except CidpipeError as err:
+        if (run_dir / "recipe.yaml").is_file():  # a run whose old verdict must not stay published
+            from cidpipe.gate.outputs import write_run_failure
+
+            try:
+                write_run_failure(run_dir, "gate", " ".join(str(err).split()), err.exit_code, junit=junit,
+                                  summary=summary)
+            except (CidpipeError, OSError):
+                pass  # the gate's own error is the one to report
+        raise
     gate_json = write_gate_json(report, run_dir / GATE_JSON)
     junit_path = write_junit(report, junit or run_dir / "gate" / "junit.xml")
     summary_path = write_markdown_summary(report, summary or run_dir / "gate" / "summary.md")
