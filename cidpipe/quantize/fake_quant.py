@@ -107,8 +107,8 @@ class ActivationQuantizer(nn.Module):
         target = torch.tensor(scale, dtype=torch.float32)
         zero = self.scale_zero_point()[1]
         low0, high0 = self.low.clone(), self.high.clone()
-        steps = sorted(((a, b) for a in range(-3, 4) for b in range(-3, 4)),
-                       key=lambda d: abs(d[0]) + abs(d[1]))
+        lows = [0] if self.symmetric else range(-3, 4)  # symmetric: low is -high
+        steps = sorted(((a, b) for a in lows for b in range(-3, 4)), key=lambda d: abs(d[0]) + abs(d[1]))
         for dlow, dhigh in steps:
             high = _step(high0, dhigh)
             low = -high if self.symmetric else _step(low0, dlow)

@@ -46,7 +46,7 @@ class StudentStage(TrainingStage):
         from cidpipe.modelio import load_stage_model
         from cidpipe.models import model_info
         from cidpipe.models.sources import build_from_config
-        from cidpipe.stages.fit_stage import fit_seeds, place_on_device
+        from cidpipe.stages.fit_stage import fit_seeds, place_on_device, warn_about_missing_classes
         from cidpipe.stages.train import log_source
 
         teacher_dir = inputs["teacher"].dir
@@ -54,6 +54,7 @@ class StudentStage(TrainingStage):
         student_cfg = recipe.student
         info = model_info(student_cfg.model.arch)
         bundle = place_on_device(load_dataset(recipe.data), recipe, options)
+        warn_about_missing_classes(bundle, options)
         teacher = fit_teacher_input(teacher, teacher_manifest.model or {}, bundle, teacher_dir, options)
         teacher.to(options.device)
         channels = bundle.input_shape[0]

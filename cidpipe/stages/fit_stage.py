@@ -25,7 +25,6 @@ def place_on_device(bundle: DatasetBundle, recipe, options: StageOptions) -> Dat
     """Keep tensor-sized splits on the training device (the fast path) when the recipe allows it."""
     from cidpipe.data.resident import place_split
 
-    warn_about_missing_classes(bundle, options)
     mode = recipe.data.device_resident
     bundle.train = place_split(bundle.train, options.device, mode)
     bundle.val = place_split(bundle.val, options.device, mode)

@@ -47,11 +47,12 @@ class TeacherStage(TrainingStage):
         from cidpipe.distill.registry import build_distiller
         from cidpipe.models import model_info
         from cidpipe.models.sources import build_from_config
-        from cidpipe.stages.fit_stage import fit_seeds, place_on_device
+        from cidpipe.stages.fit_stage import fit_seeds, place_on_device, warn_about_missing_classes
 
         teacher = recipe.teacher
         info = model_info(teacher.model.arch)  # unknown arch fails here, before any data is read
         bundle = place_on_device(load_dataset(teacher_data(recipe)), recipe, options)
+        warn_about_missing_classes(bundle, options)
         channels = bundle.input_shape[0]
         model, source = build_from_config(teacher.model, bundle.num_classes, in_channels=channels)
         if imports_as_is(source):
