@@ -126,10 +126,24 @@ def _fields_at(path: tuple, model: type[Section] = Recipe) -> list[str]:
     return list(getattr(current, "model_fields", {}))
 
 
-def _explain(err: ValidationError, source: str) -> ConfigError:
+def _user_path(loc: tuple, raw: Any) -> str:
+    """The error location as the user wrote it: 'data.input_size[0]', without the tags pydantic adds for
+    a union's members ('data.input_size.hw.0'), found as the parts that do not index into the input."""
+    text, node = "", raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            text, node = (f"{text}.{part}" if text else str(part)), node[part]
+        elif isinstance(node, list | tuple) and isinstance(part, int) and 0 <= part < len(node):
+            text, node = f"{text}[{part}]", node[part]
+        elif isinstance(node, dict) or isinstance(part, int):  # a key that is not there (missing, unknown)
+            text, node = (f"{text}.{part}" if text else str(part)), None
+    return text
+
+
+def _explain(err: ValidationError, source: str, raw: Any = None) -> ConfigError:
     first = err.errors()[0]
     loc = tuple(str(p) for p in first["loc"])
-    dotted = ".".join(loc) or "<top>"
+    dotted = (_user_path(tuple(first["loc"]), raw) if raw is not None else ".".join(loc)) or "<top>"
     if first["type"] == "extra_forbidden":
         known = _fields_at(loc[:-1])
         close = difflib.get_close_matches(loc[-1], known, n=1)
@@ -143,7 +157,8 @@ def _explain(err: ValidationError, source: str) -> ConfigError:
         return ConfigError(f"{source}: missing required key '{dotted}'")
     value = first.get("input")
     shown = f" (got {value!r})" if not isinstance(value, dict) else ""
-    return ConfigError(f"{source}: '{dotted}': {first['msg']}{shown}")
+    message = first["msg"].removeprefix("Value error, ")  # pydantic's wrapping of a validator's ValueError
+    return ConfigError(f"{source}: '{dotted}': {message}{shown}")
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -202,7 +217,8 @@ def load_recipe(source: str | Path, overrides: list[str] | None = None) -> Recip
         return validate_recipe(raw, str(path))
     except ConfigError as err:
         # A value the user typed on the command line is theirs to fix there, not in the recipe file.
-        overridden = [text for text in overrides or [] if f"'{text.split('=', 1)[0]}'" in str(err)]
+        overridden = [text for text in overrides or []
+                      if any(f"'{text.split('=', 1)[0]}{end}" in str(err) for end in ("'", "[", "."))]
         if not overridden:
             raise
         raise ConfigError(str(err).replace(f"{path}: ", f"--set {overridden[0]} (on {path}): ", 1)) from None
@@ -212,7 +228,7 @@ def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(raw)
     except ValidationError as err:
-        raise _explain(err, source) from None
+        raise _explain(err, source, raw) from None
 
 
 def bundled_recipes_dir() -> Path:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from cidpipe.atomic import atomic_write_with
@@ -50,24 +51,31 @@ def save_weights(module: torch.nn.Module, path: Path) -> None:
 _STATE_CONTAINERS = ("state_dict", "model", "model_state_dict", "module")
 
 
-def load_weights(path: Path) -> dict[str, torch.Tensor]:
+def load_weights(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
     """A state dict of tensors from a safetensors or torch file, unwrapped from a common container.
 
     Nothing but tensors and plain containers is unpickled (``weights_only=True``): a whole pickled
-    model is refused with what to save instead.
+    model is refused with what to save instead. ``lazy``: only check that the file is loadable, cheaply
+    (the safetensors header; a torch zip file memory-mapped, its tensors not read); the values returned
+    are then not to be used.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"weights file not found: {path}")
     if path.suffix == ".safetensors":
         try:
+            if lazy:
+                with safe_open(str(path), framework="pt") as handle:
+                    return dict.fromkeys(handle.keys(), torch.empty(0))
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(
                 f"{path} is corrupt or not a safetensors file ({exc}); re-run the stage"
             ) from None
+    # A legacy (pre-zip) torch file cannot be memory-mapped; it is read whole, as when loading.
+    mmap = lazy and zipfile.is_zipfile(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
         raise ModelError(_pickled_object_message(path, str(exc))) from None
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means: not loadable safely

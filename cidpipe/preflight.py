@@ -33,10 +33,37 @@ def check_weights_files(recipe: Recipe) -> None:
         checkpoint = None if section is None else section.model.weights
         if checkpoint is not None and not Path(checkpoint).is_file():
             where = "" if Path(checkpoint).is_absolute() else f" (looked for {Path(checkpoint).absolute()})"
+            state = "is a directory, not a file" if Path(checkpoint).is_dir() else "does not exist"
             raise ModelError(
-                f"{role}.model.weights {checkpoint} does not exist{where}; give the path of a "
+                f"{role}.model.weights {checkpoint} {state}{where}; give the path of a "
                 "safetensors or state_dict file (relative paths start at the current directory)"
             )
+        if checkpoint is not None:
+            from cidpipe.modelio import load_weights
+
+            # Readable as plain weights (not corrupt, not a pickled model); whether the keys fit the
+            # architecture is known once the model is built, when the stage starts.
+            load_weights(Path(checkpoint), lazy=True)
+
+
+def check_normalisation_lengths(recipe: Recipe) -> None:
+    """data.mean/std and teacher.input.mean/std give one value per image channel; a wrong length is named
+    by its own key here, before the data is read (when loading, the teacher's values are data.* by then)."""
+    from cidpipe.data.registry import dataset_channels
+    from cidpipe.errors import ConfigError
+
+    channels = dataset_channels(recipe.data.name)
+    sections = [("data", recipe.data)]
+    if recipe.teacher is not None and recipe.teacher.input is not None:
+        sections.append(("teacher.input", recipe.teacher.input))
+    for prefix, section in sections:
+        for key in ("mean", "std"):
+            values = getattr(section, key)
+            if isinstance(values, list) and len(values) != channels:
+                raise ConfigError(
+                    f"{prefix}.{key} has {len(values)} values but {recipe.data.name} images have {channels} "
+                    f"channel(s); give {channels}"
+                )
 
 
 def check_devices(recipe: Recipe) -> None:
@@ -66,5 +93,6 @@ def preflight_training(recipe: Recipe) -> None:
 
     check_out_dir(recipe)
     check_weights_files(recipe)
+    check_normalisation_lengths(recipe)
     check_data(recipe)
     check_trackers_available(recipe.report.trackers)  # a missing tensorboard/mlflow fails before training

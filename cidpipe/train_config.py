@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
 
-from cidpipe.data.config import InputSize
+from cidpipe.data.config import ChannelStds, ChannelValues, InputSize
 from cidpipe.errors import ConfigError
 from cidpipe.sections import Section
 
@@ -184,8 +184,12 @@ class TeacherInputConfig(Section):
     input_size: InputSize | None = Field(
         None, description="the teacher's input side or [height, width] (e.g. 224); default: data.input_size"
     )
-    mean: list[float] | None = Field(None, description="the teacher's per-channel mean; default: the data's")
-    std: list[float] | None = Field(None, description="the teacher's per-channel std; default: the data's")
+    mean: ChannelValues | None = Field(
+        None, description="the teacher's per-channel mean (0..1 scale); default: the data's"
+    )
+    std: ChannelStds | None = Field(
+        None, description="the teacher's per-channel std (0..1 scale); default: the data's"
+    )
 
     def overrides(self) -> dict[str, Any]:
         return {key: value for key, value in self.model_dump().items() if value is not None}

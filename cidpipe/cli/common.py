@@ -126,6 +126,7 @@ def resolve_target(
     from cidpipe.manifest import MANIFEST_NAME
 
     path = Path(target)
+    _refuse_unfinished_stage(path, target)
     if path.is_dir():
         path = path.resolve()  # "runs/q/.." must not become a run named ".."
         stage = path if (path / MANIFEST_NAME).is_file() else None
@@ -151,6 +152,27 @@ def resolve_target(
             _last_run_dir = recipe.run_dir()
         return recipe, stage
     return recipe_from_cli(target, overrides, out=out), None
+
+
+def _refuse_unfinished_stage(path: Path, target: str) -> None:
+    """``runs/q/student`` where the run has no finished student: say which verb makes it, not "no recipe
+    named runs/q/student" (the path is read as a recipe name once it is not a directory)."""
+    from cidpipe.errors import UsageError
+    from cidpipe.manifest import MANIFEST_NAME
+
+    run_dir = path.parent
+    if (path / MANIFEST_NAME).is_file() or not (run_dir / "recipe.yaml").is_file():
+        return
+    from cidpipe.pipeline import STAGES
+
+    for stage in STAGES:
+        if path.name == stage.name and stage.addressed:
+            verb, _, options = stage.verb.partition(" ")  # "export --target trt"
+            command = " ".join(part for part in ("cidpipe", verb, str(run_dir), options) if part)
+            raise UsageError(
+                f"{target}: the run {run_dir} has no finished {stage.name} stage; make it with "
+                f"`{command}` (or `cidpipe run`)"
+            )
 
 
 def save_run_recipe(recipe: Recipe) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     Discriminator,
     Field,
     SerializerFunctionWrapHandler,
@@ -31,10 +32,20 @@ def _by_python_type(scalar_tag: str, list_tag: str):
 
 InputSize = Annotated[Annotated[ImageSide, Tag("side")] | Annotated[tuple[ImageSide, ImageSide], Tag("hw")],
                       _by_python_type("side", "hw")]
-Mean = Annotated[Annotated[Literal["auto"], Tag("auto")] | Annotated[list[float], Tag("values")],
+def _on_unit_scale(values: list[float]) -> list[float]:
+    # torchvision/timm write ImageNet's statistics on the 0..1 scale; mmcv-style configs use 0..255
+    # (123.675, 58.395). Silently accepted, those would feed the model images near -2 everywhere.
+    if any(not 0.0 <= value <= 1.0 for value in values):
+        raise ValueError("values are on the 0..1 scale of pixel/255; divide 0..255 values (e.g. 123.675) by "
+                         "255")
+    return values
+
+
+ChannelValues = Annotated[list[float], AfterValidator(_on_unit_scale)]
+ChannelStds = Annotated[list[Annotated[float, Field(gt=0)]], AfterValidator(_on_unit_scale)]
+Mean = Annotated[Annotated[Literal["auto"], Tag("auto")] | Annotated[ChannelValues, Tag("values")],
                  _by_python_type("auto", "values")]
-Std = Annotated[Annotated[Literal["auto"], Tag("auto")]
-                | Annotated[list[Annotated[float, Field(gt=0)]], Tag("values")],
+Std = Annotated[Annotated[Literal["auto"], Tag("auto")] | Annotated[ChannelStds, Tag("values")],
                 _by_python_type("auto", "values")]
 # Keys added after runs were published: left out of the dumps (and so of stage ids) at these defaults.
 _OMIT_AT_DEFAULT = {"mean": None, "std": None, "transforms": None}

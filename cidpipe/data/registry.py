@@ -17,19 +17,23 @@ DatasetLoader = Callable[[DataConfig], DatasetBundle]
 DatasetCheck = Callable[[DataConfig], None]
 _LOADERS: dict[str, DatasetLoader] = {}
 _CHECKS: dict[str, DatasetCheck] = {}
+_CHANNELS: dict[str, int] = {}
 
 
-def register_dataset(name: str, *, check: DatasetCheck | None = None
+def register_dataset(name: str, *, check: DatasetCheck | None = None, channels: int = 3
                      ) -> Callable[[DatasetLoader], DatasetLoader]:
     """Register a loader (and optionally its availability check) under ``name``.
 
-    A second loader for the same name is a programming error.
+    ``channels``: how many channels its images have (the built-in ones are all RGB, grayscale replicated),
+    so data.mean/std lengths can be checked before the data is read. A second loader for the same name is
+    a programming error.
     """
 
     def decorate(loader: DatasetLoader) -> DatasetLoader:
         if name in _LOADERS and _LOADERS[name] is not loader:
             raise ValueError(f"dataset {name!r} is already registered")
         _LOADERS[name] = loader
+        _CHANNELS[name] = channels
         if check is not None:
             _CHECKS[name] = check
         return loader
@@ -63,6 +67,12 @@ def get_check(name: str) -> DatasetCheck:
 
     get_loader(name)
     return _CHECKS.get(name, check_root)
+
+
+def dataset_channels(name: str) -> int:
+    """The number of channels of ``name``'s images (ConfigError if unknown)."""
+    get_loader(name)
+    return _CHANNELS[name]
 
 
 def check_data_available(cfg: DataConfig) -> None:

@@ -65,7 +65,7 @@ def load_into(model: nn.Module, state: dict[str, Tensor], source: str, arch: str
     """Load ``state`` into the feature-API ``model``; a ModelError naming the mismatch if it does not fit."""
     own = model.state_dict()
     # ClassifierModel registers its head first; list it last, where every library writes it, so the
-    # "first expected key" of a mismatch is the stem, not the head.
+    # "first missing key" of a mismatch is the stem, not the head.
     own = {k: own[k] for k in sorted(own, key=lambda k: k.startswith("classifier."))}
     chosen, report = max(_candidates(model, state), key=lambda c: len(own.keys() & c[0].keys()))
     chosen = dict(chosen)
@@ -142,11 +142,16 @@ def _mismatch_message(
             f"{tuple(own[key].shape)}; likely another architecture or width (check model.arch and "
             "model.kwargs against what the weights were saved from)"
         )
-    expected_key = _native_name(model, missing[0] if missing else next(iter(own)))
-    found_key = _native_name(model, unexpected[0] if unexpected else next(iter(found), "<none>"))
+    # Name only keys that are what the counts say: a missing key the model wants, an unexpected one the
+    # file has.
+    examples = []
+    if missing:
+        examples.append(f"first missing '{_native_name(model, missing[0])}'")
+    if unexpected:
+        examples.append(f"first unexpected '{_native_name(model, unexpected[0])}'")
     return (
-        f"{what}: {len(missing)} expected keys missing and {len(unexpected)} unexpected; first expected "
-        f"'{expected_key}', first found '{found_key}'; likely {_likely_cause(model, own, raw_keys)}"
+        f"{what}: {len(missing)} expected keys missing and {len(unexpected)} unexpected; "
+        f"{', '.join(examples)}; likely {_likely_cause(model, own, raw_keys)}"
     )
 
 

@@ -160,3 +160,37 @@ def test_threads_option_sets_torch_threads_and_refuses_zero(tmp_path):
     assert result.stderr.strip().splitlines()[-1].startswith("error: Invalid value for '--threads'")
     from_env = run_cli("models", env={"CIDPIPE_THREADS": "zero"})
     assert from_env.returncode == 2 and "CIDPIPE_THREADS" in from_env.stderr
+
+
+@pytest.mark.parametrize(
+    "sections, code, needle",
+    [
+        ({"teacher": {"model": {"arch": "tinycnn"}, "input": {"mean": [0.5, 0.5]}}}, 2,
+         "teacher.input.mean has 2 values but digits images have 3 channel(s); give 3"),
+        ({"data": {"std": [0.2]}}, 2, "data.std has 1 values but digits images have 3 channel(s)"),
+        ({"teacher": {"model": {"arch": "tinycnn", "weights": "a_directory"}}}, 4,
+         "teacher.model.weights a_directory is a directory, not a file"),
+        ({"teacher": {"model": {"arch": "tinycnn", "weights": "corrupt.safetensors"}}}, 4,
+         "corrupt.safetensors is corrupt or not a safetensors file"),
+        ({"student": {"model": {"arch": "tinycnn", "weights": "whole_model.pt"}}}, 4,
+         "holds a pickled Python object"),
+    ],
+)
+def test_dry_run_finds_what_the_stage_would_refuse(tmp_path, sections, code, needle):
+    """Found by the plan, before any data is read, and named by the recipe key the user wrote."""
+    (tmp_path / "a_directory").mkdir()
+    (tmp_path / "corrupt.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole_model.pt")
+    result = run_cli("run", str(_recipe(tmp_path, **sections)), "--dry-run", cwd=tmp_path)
+    _assert_clean_failure(result, code, needle, tmp_path)
+
+
+def test_a_stage_directory_the_run_does_not_have_yet_names_the_verb_that_makes_it(tmp_path):
+    run_dir = tmp_path / "made" / "tiny"  # a run with its recipe and no stage (tmp_path/runs stays empty)
+    run_dir.mkdir(parents=True)
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe_dict(tmp_path / "made")))
+    result = run_cli("export", str(run_dir / "student"))
+    _assert_clean_failure(result, 2, f"the run {run_dir} has no finished student stage; make it with "
+                          f"`cidpipe distill {run_dir}`", tmp_path)  # fmt: skip
+    result = run_cli("bench", str(run_dir / "trt"))
+    _assert_clean_failure(result, 2, f"`cidpipe export {run_dir} --target trt`", tmp_path)

@@ -34,6 +34,15 @@ def test_defaults_are_the_papers_schedule():
         ({**MINIMAL, "distill": {"cid": {"sampl_weight": 3}}}, "did you mean 'distill.cid.sample_weight'?"),
         ({**MINIMAL, "data": {"batch_size": "many"}}, "'data.batch_size'"),
         ({"name": "r"}, "missing required key 'teacher'"),
+        # Union members are tagged inside pydantic ('data.input_size.hw.0'): the key is shown as written.
+        ({**MINIMAL, "data": {"input_size": 4}}, "'data.input_size': Input should be greater than or equal"),
+        ({**MINIMAL, "data": {"input_size": [16, 4]}}, "'data.input_size[1]': Input should be greater"),
+        ({**MINIMAL, "data": {"std": [0.2, 0.0, 0.2]}}, "'data.std[1]': Input should be greater than 0"),
+        # ImageNet statistics on mmcv's 0..255 scale, a common paste: refused with the fix.
+        ({**MINIMAL, "data": {"mean": [123.675, 116.28, 103.53]}},
+         "'data.mean': values are on the 0..1 scale of pixel/255; divide 0..255 values"),
+        ({**MINIMAL, "teacher": {"model": {"arch": "resnet8"}, "input": {"std": [58.4, 57.1, 57.4]}}},
+         "'teacher.input.std': values are on the 0..1 scale"),
     ],
 )
 def test_bad_recipes_name_the_key(raw, expected):
@@ -57,6 +66,14 @@ def test_overrides_parse_yaml_values_and_reject_unknown_keys():
         apply_overrides({**MINIMAL}, ["teacher.train.epoks=3"])
     with pytest.raises(UsageError, match="key.sub=value"):
         apply_overrides({**MINIMAL}, ["teacher.train.epochs"])
+
+
+def test_a_bad_set_value_inside_a_list_is_blamed_on_the_flag(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nteacher: {model: {arch: resnet8}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_recipe(recipe, ["data.input_size=[4, 16]"])
+    assert str(err.value).startswith(f"--set data.input_size=[4, 16] (on {recipe}): 'data.input_size[0]'")
 
 
 def test_every_bundled_recipe_validates():

@@ -104,8 +104,19 @@ def test_a_mismatched_file_names_the_keys_and_the_likely_cause(tmp_path):
     with pytest.raises(ModelError) as err:
         build_from_config(ModelConfig(arch="timm:resnet10t", weights=other), CLASSES)
     message = str(err.value)
-    assert "first expected 'conv1.0.weight'" in message and "first found 'features.0.0.weight'" in message
+    assert "first missing 'conv1.0.weight'" in message and "first unexpected 'features.0.0.weight'" in message
     assert "another architecture" in message and "\n" not in message
+
+
+def test_a_file_with_extra_keys_names_an_extra_key_not_one_that_is_present(tmp_path):
+    native = _native("torchvision:mobilenet_v3_small")
+    state = {**native.state_dict(), "ema.decay": torch.tensor(0.999)}
+    with pytest.raises(ModelError) as err:
+        weights = _save(state, tmp_path / "x.pt")
+        build_from_config(ModelConfig(arch="torchvision:mobilenet_v3_small", weights=weights), CLASSES)
+    message = str(err.value)
+    assert "0 expected keys missing and 1 unexpected; first unexpected 'ema.decay'" in message, message
+    assert "first missing" not in message
 
 
 def test_an_unknown_prefix_is_named(tmp_path):
