@@ -82,7 +82,9 @@ class WorkersFailed(CidpipeError):
 
 # Ctrl-C: the status a shell gives a process killed by SIGINT (128 + 2), and the line saying what to do.
 INTERRUPTED_EXIT = 130
-INTERRUPTED_MESSAGE = "interrupted; rerun the same command to resume from the last checkpoint"
+# One line for every verb: only training stages have epoch checkpoints (bench and quantize start over).
+INTERRUPTED_MESSAGE = ("interrupted; nothing half-written was published; rerun the same command to continue "
+                       "(training resumes from its last epoch checkpoint)")
 
 
 EXIT_CODES: dict[int, str] = {

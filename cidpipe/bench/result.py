@@ -76,7 +76,6 @@ class BenchResult:
     energy_per_image_mj: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     failure: str | None = None  # "device" when the device, not the artifact, made this row fail
-    role: str = "student"  # "teacher" | "student", filled from ArtifactSpec.role
     noisy: bool = False  # latency CoV above bench.cov_warning: the numbers are less trustworthy
     host: dict[str, Any] | None = None  # cidpipe_runtime.host.host_facts of the measuring machine
     role: str = "student"  # whose artifact the row measured (see ArtifactSpec.role)

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cidpipe.bench.result import BenchResult
+from cidpipe.gate.numbers import bytes_to_mb, format_value
 
 _STATUS_STYLE = {"pass": "green", "exported-but-failed": "yellow", "failed": "red"}
 
@@ -18,11 +19,8 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def _size(size_bytes: int | None) -> str:
-    if size_bytes is None:
-        return "-"
-    if size_bytes >= 1 << 20:
-        return f"{size_bytes / (1 << 20):.2f} MiB"
-    return f"{size_bytes / 1024:.1f} KiB"
+    # MB of 10^6 bytes, written as the gate (gate.max_size_mb) and the report write them.
+    return "-" if size_bytes is None else format_value(bytes_to_mb(size_bytes), "MB")
 
 
 def _ci(latency: dict[str, float]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -119,3 +120,25 @@ def test_bench_result_rejects_unknown_status():
             batch_size=1,
             status="ok",
         )
+
+
+def test_a_ci_log_shows_the_quickstart_table_uncut(monkeypatch):
+    """The quickstart's widest rows, printed where stdout is not a terminal (a CI log): names, backends and
+    the MB sizes the gate uses are whole, nothing wraps."""
+    from cidpipe.console import make_console
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    latency = {"p50_ms": 0.282, "p50_ci_low_ms": 0.279, "p50_ci_high_ms": 0.291, "p99_ms": 0.449, "cov": 0.15}
+    rows = [BenchResult(name, fmt, "onnxruntime", "CPUExecutionProvider", "local", 1, "pass", top1=98.89,
+                        agreement=100.0, latency=latency, throughput_ips=3375.9, size_bytes=size, noisy=True)
+            for name, fmt, size in [("quantize/model.int8.onnx", "onnx-int8-cpu", 111_700),
+                                    ("export/teacher.onnx", "onnx-fp32", 1_101_000)]]  # fmt: skip
+    console = make_console(stderr=False)
+    console.record, console.file = True, io.StringIO()
+    print_results(rows, console, cov_threshold=0.1)
+    table = [line for line in console.export_text().splitlines() if line.startswith(("│", "┃"))]
+    body = [line for line in table if line.startswith("│")]
+    assert len(body) == 2, "one line per row: nothing wrapped\n" + "\n".join(table)
+    for fragment in ("quantize/model.int8.onnx", "onnx-int8-cpu", "onnxruntime", "0.279-0.291", "0.112 MB",
+                     "1.10 MB", "0.15 noisy"):
+        assert fragment in "\n".join(body), fragment

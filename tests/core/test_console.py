@@ -1,4 +1,4 @@
-"""Consoles that are not terminals (CI logs) are 140 columns wide, or COLUMNS when it is set."""
+"""Consoles that are not terminals (CI logs) are NON_TERMINAL_WIDTH columns wide, or COLUMNS when set."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from cidpipe.console import NON_TERMINAL_WIDTH, make_console
 
-CASES = [(None, NON_TERMINAL_WIDTH), ("220", 220), ("junk", 140), ("5", 140)]
+CASES = [(None, NON_TERMINAL_WIDTH), ("220", 220), ("junk", NON_TERMINAL_WIDTH), ("5", NON_TERMINAL_WIDTH)]
 
 
 @pytest.mark.parametrize(("columns", "width"), CASES)
