@@ -23,7 +23,7 @@ from cidpipe.gate.config import GateConfig
 from cidpipe.hashing import hash_config
 from cidpipe.quantize.config import QuantizeConfig
 from cidpipe.report.config import ReportConfig
-from cidpipe.sections import Section
+from cidpipe.sections import DISPLAY, Section
 from cidpipe.train_config import StudentConfig, TeacherConfig, check_model_selection
 from cidpipe.untrusted import load_yaml_file, load_yaml_text
 
@@ -103,6 +103,10 @@ class Recipe(Section):
     def canonical(self) -> dict[str, Any]:
         """The resolved recipe as plain JSON types (paths as strings), defaults filled in."""
         return json.loads(self.model_dump_json())
+
+    def display(self) -> dict[str, Any]:
+        """``canonical`` with every key shown, also those the ids leave out at their defaults."""
+        return json.loads(self.model_dump_json(context=DISPLAY))
 
     def recipe_id(self) -> str:
         """A hash of what produces the run's numbers. Where the run lives (out_dir, a renamed run
@@ -255,4 +259,5 @@ def recipe_json_schema() -> dict:
 
 
 def dump_recipe_yaml(recipe: Recipe) -> str:
-    return yaml.safe_dump(recipe.canonical(), sort_keys=False)
+    """The recipe as a user reads it: every key (sections.DISPLAY); it validates back to the same ids."""
+    return yaml.safe_dump(recipe.display(), sort_keys=False)

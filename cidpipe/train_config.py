@@ -5,11 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer, model_validator
+from pydantic import (
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from cidpipe.data.config import ChannelStds, ChannelValues, InputSize
 from cidpipe.errors import ConfigError
-from cidpipe.sections import Section
+from cidpipe.sections import Section, for_display
 
 DEFAULT_SELECT = "best_val"
 
@@ -67,11 +73,16 @@ class ModelConfig(Section):
             )
 
     @model_serializer(mode="wrap")
-    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_new_defaults(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
         # Stage ids hash the dumped section: a recipe that uses none of the bring-your-own-model keys dumps
         # exactly as before ({arch, checkpoint}), so finished runs keep their ids. ``weights`` is dumped
         # under its older name ``checkpoint`` (they are the same value).
         dumped = handler(self)
+        if for_display(info):  # the documented key only
+            dumped.pop("checkpoint", None)
+            return dumped
         weights = dumped.pop("weights", None)
         if weights is not None:  # also when ``weights`` alone was assigned after validation
             dumped["checkpoint"] = weights
@@ -137,11 +148,15 @@ class OptimConfig(Section):
     )
 
     @model_serializer(mode="wrap")
-    def _omit_default_select(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_default_select(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
         # Stage and recipe ids hash the dumped sections: at its default the key added for the paper
         # protocol stays out of them, so runs finished before it existed keep their ids (and stay cached).
         # The same holds for every key added later (OPTIM_KEYS_ADDED_LATER).
         dumped = handler(self)
+        if for_display(info):
+            return dumped
         if self.select == DEFAULT_SELECT:
             dumped.pop("select", None)
         for key, default in OPTIM_KEYS_ADDED_LATER.items():
@@ -203,8 +218,12 @@ class TeacherConfig(Section):
     )
 
     @model_serializer(mode="wrap")
-    def _omit_unset_input(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_unset_input(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
         dumped = handler(self)  # unset, the key stays out of the teacher's id
+        if for_display(info):
+            return dumped
         if dumped.get("input") is None:
             dumped.pop("input", None)
         return dumped

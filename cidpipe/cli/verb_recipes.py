@@ -43,7 +43,7 @@ def show(
 ) -> None:
     """Print the fully resolved recipe (defaults filled in).  Example: cidpipe recipes show quickstart"""
     recipe = recipe_from_cli(name, set_)
-    emit_json(recipe.canonical()) if json_ else stdout.out(dump_recipe_yaml(recipe), highlight=False)
+    emit_json(recipe.display()) if json_ else stdout.out(dump_recipe_yaml(recipe), highlight=False)
 
 
 @recipes_app.command("schema")

@@ -9,6 +9,7 @@ from pydantic import (
     AfterValidator,
     Discriminator,
     Field,
+    SerializationInfo,
     SerializerFunctionWrapHandler,
     Tag,
     model_serializer,
@@ -16,7 +17,7 @@ from pydantic import (
 )
 
 from cidpipe.data.transform_config import TransformsConfig
-from cidpipe.sections import Section
+from cidpipe.sections import Section, for_display
 
 # Bounded so a typo fails as a recipe error (exit 2) instead of deep inside a model or the allocator:
 # below 8 px the CIFAR-style models (three stride-2 stages) have less than one feature pixel left;
@@ -120,10 +121,14 @@ class DataConfig(Section):
         return self
 
     @model_serializer(mode="wrap")
-    def _omit_new_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_new_defaults(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
         # Stage ids hash this dump: keys at the defaults they were added with stay out of it, so runs
         # published before they existed keep their ids (as OptimConfig does for select).
         dumped = handler(self)
+        if for_display(info):
+            return dumped
         for key, default in _OMIT_AT_DEFAULT.items():
             if getattr(self, key) == default:
                 dumped.pop(key, None)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
-from cidpipe.sections import Section
+from cidpipe.sections import Section, for_display
 
 
 class CalibrationConfig(Section):
@@ -96,10 +96,14 @@ class QuantizeConfig(Section):
     qat: QATConfig = Field(default_factory=QATConfig, description="quantization-aware fine-tuning")
 
     @model_serializer(mode="wrap")
-    def _omit_unset_lists(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_unset_lists(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
         # Stage ids hash the dumped section: unset, the variant lists stay out of it, so quantize stages
         # finished before they existed keep their ids.
         dumped = handler(self)
+        if for_display(info):
+            return dumped
         for key in ("modes", "targets"):
             if dumped.get(key) is None:
                 dumped.pop(key, None)

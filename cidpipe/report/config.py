@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
+from pydantic import Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
-from cidpipe.sections import Section
+from cidpipe.sections import Section, for_display
 
 
 class ReportConfig(Section):
@@ -24,10 +24,14 @@ class ReportConfig(Section):
     )
 
     @model_serializer(mode="wrap")
-    def _omit_default_trackers(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    def _omit_default_trackers(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
         # The recipe id hashes the dumped recipe: without trackers it dumps as before, so ids do not change.
         # (Tracking never changes what is trained, so it is no part of any stage's config either.)
         dumped = handler(self)
+        if for_display(info):
+            return dumped
         if not self.trackers:
             dumped.pop("trackers", None)
         return dumped

@@ -76,6 +76,26 @@ def test_a_bad_set_value_inside_a_list_is_blamed_on_the_flag(tmp_path):
     assert str(err.value).startswith(f"--set data.input_size=[4, 16] (on {recipe}): 'data.input_size[0]'")
 
 
+def test_the_shown_recipe_has_every_key_and_reads_back_to_the_same_ids(tmp_path):
+    """`recipes show` and runs/<name>/recipe.yaml show the keys the ids leave out at their defaults
+    (quantize.qat, select, the documented model.weights), and reading that back changes no id."""
+    from cidpipe.config import dump_recipe_yaml
+    from cidpipe.pipeline import _planned_ids
+
+    for path in sorted(bundled_recipes_dir().glob("*.yaml")):
+        if path.stem.startswith("devices"):  # device inventories live there too
+            continue
+        recipe = load_recipe(path)
+        shown = tmp_path / path.name
+        shown.write_text(dump_recipe_yaml(recipe))
+        again = load_recipe(shown)
+        assert _planned_ids(again) == _planned_ids(recipe), path.name
+        assert again.recipe_id() == recipe.recipe_id(), path.name
+        text = shown.read_text()
+        assert "checkpoint:" not in text and "    weights:" in text, path.name
+        assert "  qat:\n" in text and "    select:" in text, path.name
+
+
 def test_every_bundled_recipe_validates():
     names = [p.stem for p in bundled_recipes_dir().glob("*.yaml") if not p.stem.startswith("devices")]
     assert "quickstart" in names
