@@ -60,11 +60,13 @@ def check(
 
 
 def _print_report(name: str, report: dict) -> None:
+    from cidpipe.cli.device_report import report_rows
+
     table = Table(title=f"device {name}", show_header=False)
     table.add_column("what")
     table.add_column("value")
-    for key, value in report.items():
-        table.add_row(key, escape(str(value)))
+    for key, value in report_rows(report):
+        table.add_row(key, escape(value))
     stdout.print(table)
 
 
