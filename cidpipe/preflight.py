@@ -28,8 +28,13 @@ def check_out_dir(recipe: Recipe) -> None:
 
 
 def check_weights_files(recipe: Recipe) -> None:
+    """Weights files exist and are readable as plain weights; pretrained weights are cached or reachable."""
     for role in ("teacher", "student"):
         section = getattr(recipe, role)
+        if section is not None and section.model.pretrained:
+            from cidpipe.models.sources import check_pretrained_fetchable
+
+            check_pretrained_fetchable(section.model.arch)
         checkpoint = None if section is None else section.model.weights
         if checkpoint is not None and not Path(checkpoint).is_file():
             where = "" if Path(checkpoint).is_absolute() else f" (looked for {Path(checkpoint).absolute()})"

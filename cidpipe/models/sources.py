@@ -18,13 +18,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from torch import nn
 
 from cidpipe.errors import ConfigError, MissingDependency, ModelError
 from cidpipe.models.adapters import adapt_last_linear, adapt_module, adapt_timm, replace_stem_conv
 from cidpipe.models.base import ClassifierModel, check_build_args
+from cidpipe.models.pretrained_cache import not_cached, require_fetchable, timm_cached, torch_hub_file
 from cidpipe.models.registry import ModelInfo
 
 PREFIXED_SOURCES = ("timm", "torchvision", "python")
@@ -179,42 +179,49 @@ def _build(parsed: ArchName, num_classes: int, in_channels: int, kwargs: dict, p
     return builder(parsed, num_classes, in_channels, kwargs, pretrained, source), source
 
 
-def _offline() -> bool:
-    """CIDPIPE_OFFLINE=1 (or Hugging Face's HF_HUB_OFFLINE=1): never reach the network for weights."""
-    return any(
-        os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
-        for v in ("CIDPIPE_OFFLINE", "HF_HUB_OFFLINE")
-    )
-
-
-def _not_cached(arch: str, where: str, detail: str = "") -> ModelError:
-    reason = f" ({detail})" if detail else ""
-    return ModelError(
-        f"pretrained weights for {arch} are not in the local cache ({where}) and cannot be "
-        f"downloaded{reason}; "
-        "run once with network access to populate the cache, or pass model.weights: <state dict file>"
-    )
-
-
-def _torch_hub_file(url: str) -> Path:
-    import torch.hub
-
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-
-
 def _first_line(err: BaseException) -> str:
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:200]}" if text else type(err).__name__
 
 
+def check_pretrained_fetchable(arch: str) -> None:
+    """ModelError when ``arch``'s pretrained weights are neither cached nor downloadable now (the plan's
+    check: no model is built)."""
+    parsed = parse_arch(arch)
+    if parsed.kind == "timm":
+        _timm_pretrained_cfg(parsed)
+    elif parsed.kind == "torchvision":
+        _torchvision_pretrained_weights(parsed)
+
+
+def _timm_pretrained_cfg(parsed):
+    """timm's pretrained config of ``parsed``, its file cached or its host reachable (else ModelError)."""
+    cfg = _import_library("timm").models.get_pretrained_cfg(parsed.name)
+    if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
+        raise ModelError(f"timm publishes no pretrained weights for {parsed.full}; pass model.weights")
+    cached, where, url = timm_cached(cfg)
+    if cfg.hf_hub_id or cfg.url:
+        require_fetchable(parsed.full, cached=cached, where=where, url=url)
+    return cfg
+
+
+def _torchvision_pretrained_weights(parsed):
+    """torchvision's DEFAULT weights enum of ``parsed``, cached or its host reachable (else ModelError)."""
+    try:
+        weights = _import_library("torchvision").get_model_weights(parsed.name).DEFAULT
+    except (AttributeError, KeyError, ValueError):
+        raise ModelError(
+            f"torchvision publishes no pretrained weights for {parsed.full}; pass model.weights"
+        ) from None
+    hub_file = torch_hub_file(weights.url)
+    require_fetchable(parsed.full, cached=hub_file.is_file(), where=str(hub_file.parent), url=weights.url)
+    return weights
+
+
 def _build_timm(parsed, num_classes, in_channels, kwargs, pretrained, source) -> ClassifierModel:
     timm = _import_library("timm")
     if pretrained:
-        cfg = timm.models.get_pretrained_cfg(parsed.name)
-        if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
-            raise ModelError(f"timm publishes no pretrained weights for {parsed.full}; pass model.weights")
-        if _offline():
-            _check_timm_cache(parsed.full, cfg)
+        cfg = _timm_pretrained_cfg(parsed)
         source.update(
             pretrained_tag=cfg.hf_hub_id or cfg.url,
             checkpoint_classes=cfg.num_classes,
@@ -228,23 +235,10 @@ def _build_timm(parsed, num_classes, in_channels, kwargs, pretrained, source) ->
         raise ModelError(f"{parsed.full} does not take model.kwargs {kwargs}: {_first_line(err)}") from err
     except Exception as err:  # noqa: BLE001 - a download or cache failure, or a bad kwarg value
         if pretrained:
-            raise _not_cached(parsed.full, "HF_HOME / TORCH_HOME", _first_line(err)) from err
+            raise not_cached(parsed.full, "HF_HOME / TORCH_HOME", _first_line(err)) from err
         raise ModelError(f"timm could not build {parsed.full}: {_first_line(err)}") from err
     source["version"] = {"timm": timm.__version__}
     return adapt_timm(network, parsed.full)
-
-
-def _check_timm_cache(arch: str, cfg) -> None:
-    if cfg.hf_hub_id:
-        from huggingface_hub import try_to_load_from_cache
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        repo_id = cfg.hf_hub_id.split("@")[0]
-        names = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
-        if not any(isinstance(try_to_load_from_cache(repo_id, n), str) for n in names):
-            raise _not_cached(arch, f"{HF_HUB_CACHE}, offline mode")
-    elif cfg.url and not _torch_hub_file(cfg.url).is_file():
-        raise _not_cached(arch, f"{_torch_hub_file(cfg.url).parent}, offline mode")
 
 
 def _build_torchvision(parsed, num_classes, in_channels, kwargs, pretrained, source) -> ClassifierModel:
@@ -252,15 +246,8 @@ def _build_torchvision(parsed, num_classes, in_channels, kwargs, pretrained, sou
     weights = None
     native_classes = num_classes
     if pretrained:
-        try:
-            weights = models.get_model_weights(parsed.name).DEFAULT
-        except (AttributeError, KeyError, ValueError):
-            raise ModelError(
-                f"torchvision publishes no pretrained weights for {parsed.full}; pass model.weights"
-            ) from None
+        weights = _torchvision_pretrained_weights(parsed)
         native_classes = len(weights.meta["categories"])
-        if _offline() and not _torch_hub_file(weights.url).is_file():
-            raise _not_cached(parsed.full, f"{_torch_hub_file(weights.url).parent}, offline mode")
         source.update(
             pretrained_tag=str(weights),
             checkpoint_classes=native_classes,
@@ -274,9 +261,7 @@ def _build_torchvision(parsed, num_classes, in_channels, kwargs, pretrained, sou
         raise ModelError(f"{parsed.full} does not take model.kwargs {kwargs}: {_first_line(err)}") from err
     except Exception as err:  # noqa: BLE001 - a download or cache failure, or a bad kwarg value
         if pretrained:
-            raise _not_cached(
-                parsed.full, str(_torch_hub_file(weights.url).parent), _first_line(err)
-            ) from err
+            raise not_cached(parsed.full, str(torch_hub_file(weights.url).parent), _first_line(err)) from err
         raise ModelError(f"torchvision could not build {parsed.full}: {_first_line(err)}") from err
     if in_channels != 3:
         source["adapted_input_channels"] = [

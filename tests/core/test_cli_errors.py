@@ -194,3 +194,12 @@ def test_a_stage_directory_the_run_does_not_have_yet_names_the_verb_that_makes_i
                           f"`cidpipe distill {run_dir}`", tmp_path)  # fmt: skip
     result = run_cli("bench", str(run_dir / "trt"))
     _assert_clean_failure(result, 2, f"`cidpipe export {run_dir} --target trt`", tmp_path)
+
+
+def test_dry_run_finds_pretrained_weights_that_cannot_be_had(tmp_path):
+    recipe = _recipe(tmp_path, teacher={"model": {"arch": "timm:resnet10t", "pretrained": True}})
+    empty = tmp_path / "cache"
+    env = {"CIDPIPE_OFFLINE": "1", "HF_HOME": str(empty), "TORCH_HOME": str(empty)}
+    result = run_cli("run", str(recipe), "--dry-run", env=env)
+    needle = "pretrained weights for timm:resnet10t are not in the local cache"
+    _assert_clean_failure(result, 4, needle, tmp_path)

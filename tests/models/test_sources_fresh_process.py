@@ -140,3 +140,33 @@ def test_pretrained_weights_missing_from_an_empty_offline_cache_fail_in_one_line
         assert f"pretrained weights for {arch} are not in the local cache" in message, message
         assert "pass model.weights" in message and str(empty) in message and "\n" not in message
     assert not any(p.is_file() for p in empty.rglob("*"))
+
+
+def test_pretrained_weights_whose_host_does_not_answer_fail_at_once_not_after_retries(tmp_path, monkeypatch):
+    """A machine without a route to the weights' host: the error comes from a 3 s connect probe of the
+    download host (here a loopback port nothing listens on), not after huggingface_hub's five retries."""
+    import socket
+
+    from huggingface_hub import constants
+
+    from cidpipe.models.pretrained_cache import unreachable
+
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        listening = server.getsockname()[1]
+        assert unreachable(f"http://127.0.0.1:{listening}") is None
+    closed = f"http://127.0.0.1:{listening}"  # the socket is closed: connections are refused now
+    from cidpipe.models.pretrained_cache import _PROXY_VARIABLES
+
+    for name in ("CIDPIPE_OFFLINE", "HF_HUB_OFFLINE", *_PROXY_VARIABLES):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", closed)
+    with pytest.raises(ModelError) as err:
+        build_from_config(ModelConfig(arch="timm:mobilenetv3_small_050", pretrained=True), 10)
+    message = str(err.value)
+    assert f"127.0.0.1:{listening} unreachable" in message and "CIDPIPE_OFFLINE=1" in message, message
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")  # a proxy is the route: no direct probe
+    assert unreachable(closed) is None
