@@ -71,7 +71,7 @@ def assert_interrupted(status: int, stderr: str) -> None:
     assert "Traceback" not in stderr, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert lines and lines[-1] == INTERRUPTED_MESSAGE, stderr[-3000:]
-    assert lines[-1].startswith("interrupted; rerun the same command to resume")
+    assert lines[-1].startswith("interrupted; nothing half-written was published; rerun the same command")
 
 
 def epoch_line(text: str) -> Callable[[list[str]], bool]:

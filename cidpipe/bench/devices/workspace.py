@@ -2,7 +2,8 @@
 
 Layout on the device (``workdir`` from devices.yaml, default /tmp/cidpipe)::
 
-    <workdir>/run.XXXXXXXX/   one per bench or build call, removed when the call ends (also on failure)
+    <workdir>/run.XXXXXXXX/   one per bench or build call, removed when the call ends (also on failure);
+                              one a dropped connection left behind is swept after 24 hours
     <workdir>/timing.cache    TensorRT timing cache, kept on purpose between runs (faster rebuilds)
     <workdir>/engines/        TensorRT engines built on the device, one per (onnx, flags)
 """
@@ -22,13 +23,24 @@ from cidpipe.errors import DeviceError
 log = logging.getLogger(__name__)
 
 RUN_DIR_PREFIX = "run."
-_MAKE_RUN_DIR = 'mkdir -p -- "$1" && mktemp -d "$1/run.XXXXXXXX"'
+# A run dir is removed when its call ends; one whose connection dropped first stays (a model and the
+# runtime, megabytes on a board's small eMMC). The next call sweeps those older than this: far longer than
+# any call (command_timeout_s), so another job's run dir on a shared board is never touched.
+STALE_RUN_DIR_HOURS = 24
+_MAKE_RUN_DIR = (
+    'mkdir -p -- "$1" || exit 1; '
+    'find "$1" -mindepth 1 -maxdepth 1 -type d -name "run.*" -mmin "+$2" -exec rm -rf -- {} + 2>/dev/null; '
+    'mktemp -d "$1/run.XXXXXXXX"'
+)
 
 
 def make_run_dir(target: SshTarget) -> str:
-    """A fresh, unique directory under the device's workdir (``mktemp -d`` on the device)."""
+    """A fresh, unique directory under the device's workdir (``mktemp -d`` on the device); run dirs
+    older than STALE_RUN_DIR_HOURS are removed first."""
     workdir = target.device.workdir.rstrip("/")
-    completed = target.run(["sh", "-c", _MAKE_RUN_DIR, "sh", workdir], what="creating the remote work dir")
+    stale_minutes = str(STALE_RUN_DIR_HOURS * 60)
+    completed = target.run(["sh", "-c", _MAKE_RUN_DIR, "sh", workdir, stale_minutes],
+                           what="creating the remote work dir")
     run_dir = completed.stdout.strip()
     if completed.returncode != 0 or not _is_run_dir(target, run_dir):
         detail = last_line(completed.stderr) or "no output"
