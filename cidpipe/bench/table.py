@@ -6,6 +6,7 @@ from typing import Any
 
 from cidpipe_runtime.latency import high_cov_warning
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cidpipe.bench.result import BenchResult
@@ -95,8 +96,8 @@ def result_notes(results: list[BenchResult], cov_threshold: float) -> list[str]:
 
 def print_results(results: list[BenchResult], console: Console, cov_threshold: float) -> None:
     console.print(results_table(results))
-    for note in result_notes(results, cov_threshold):
-        console.print(f"[yellow]![/yellow] {note}", highlight=False)
+    for note in result_notes(results, cov_threshold):  # "[onnxruntime, local, batch 1]" is not markup
+        console.print(f"[yellow]![/yellow] {escape(note)}", highlight=False, soft_wrap=True)  # greppable
 
 
 def results_to_json(results: list[BenchResult]) -> list[dict[str, Any]]:

@@ -42,8 +42,10 @@ def gate(
         if not json_:
             print_gate(outputs.report, False)
         names = ", ".join(check.name for check in outputs.report.failed)
+        unsaved = (f"; baseline not saved to {save_baseline} (a failing run is no baseline)"
+                   if save_baseline else "")
         failed = GateFailed(
-            f"gate failed: {len(outputs.report.failed)} check(s): {names} (see {outputs.junit})"
+            f"gate failed: {len(outputs.report.failed)} check(s): {names} (see {outputs.junit}){unsaved}"
         )
         failed.result = outputs.report.to_dict()  # --json: the verdict rides on the error reply
         raise failed
@@ -99,6 +101,8 @@ def print_gate(report, as_json: bool) -> None:
         result = shown.get(check.outcome, check.outcome) + (" [yellow](noisy)[/]" if check.noisy else "")
         table.add_row(escape(check.name), result, escape(check.message))
     stdout.print(table)
+    for note in report.notes:  # e.g. the baseline was recorded for another recipe: not only in the files
+        stdout.print(f"[yellow]note[/]: {escape(note)}", highlight=False, soft_wrap=True)  # one line
 
 
 def register(app: typer.Typer) -> None:

@@ -67,7 +67,9 @@ def run_gate(
     junit_path = write_junit(report, junit or run_dir / "gate" / "junit.xml")
     summary_path = write_markdown_summary(report, summary or run_dir / "gate" / "summary.md")
     saved = None
-    if save_baseline_to is not None:
+    if save_baseline_to is not None and report.passed:
+        # Only a passing run becomes the baseline: a CI step `gate --save-baseline` on a regressed run
+        # would otherwise make the regression the new reference, silently.
         save_baseline(run_dir, save_baseline_to)
         saved = Path(save_baseline_to)
     return GateOutputs(report, Path(gate_json), Path(junit_path), Path(summary_path), saved)

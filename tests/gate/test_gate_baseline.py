@@ -120,3 +120,19 @@ def test_a_baseline_without_rows_says_so(run_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "empty.json").write_text(json.dumps({**saved, "results": []}))
     report = evaluate_gate(run_dir, load_gate_config({}), load_baseline(tmp_path / "empty.json"))
     assert any("holds no bench rows" in note for note in report.notes)
+
+
+def test_the_cli_prints_the_notes_and_never_saves_a_failing_run_as_the_baseline(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    save_baseline(write_run(tmp_path / "a", recipe_id="1" * 64), tmp_path / "baseline.json")
+    run = write_run(tmp_path / "b", recipe_id="2" * 64)
+    passed = run_cli("gate", str(run), "--baseline", str(tmp_path / "baseline.json"))
+    assert passed.returncode == 0, passed.stderr[-2000:]
+    assert "note: baseline" in passed.stdout and "the recipe changed since" in passed.stdout
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("min_top1: 99.5\n")
+    failed = run_cli("gate", str(run), "--gate", str(strict), "--save-baseline", str(tmp_path / "new.json"))
+    assert failed.returncode == 1, failed.stderr[-2000:]
+    assert f"baseline not saved to {tmp_path / 'new.json'} (a failing run is no baseline)" in failed.stderr
+    assert not (tmp_path / "new.json").exists()
