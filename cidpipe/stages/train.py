@@ -58,6 +58,8 @@ class TeacherStage(TrainingStage):
         if imports_as_is(source):
             return _import_teacher(recipe, work, bundle, model, source, options)
         log_source(source, "teacher", options)
+        if source.get("weights") or source.get("pretrained"):
+            _say_how_long_the_fine_tune_is(teacher.train, options)
 
         def make(seed: int):
             # Built again under the seed fit_seeds has just set: a fresh init is the seed's own, and every
@@ -93,6 +95,18 @@ def log_source(source: dict[str, Any], role: str, options: StageOptions) -> None
             f"[yellow]{role}: the checkpoint's classifier has {source.get('checkpoint_classes')} classes; "
             "the head was re-initialised for this dataset and is trained[/]"
         )
+
+
+def _say_how_long_the_fine_tune_is(train, options: StageOptions) -> None:
+    """Imported weights that are trained further (a reset head, or pretrained): say for how long, loudest
+    when it is the from-scratch default (240 epochs) the recipe never asked for."""
+    if "epochs" in train.model_fields_set:
+        options.log.print(f"teacher: fine-tuned for {train.epochs} epochs (teacher.train.epochs)")
+        return
+    options.log.print(
+        f"[yellow]teacher: fine-tuned for {train.epochs} epochs, the from-scratch default; set "
+        "teacher.train.epochs (and lr) for a short fine-tune, e.g. --set teacher.train.epochs=10[/]"
+    )
 
 
 def near_chance_warning(top1: float | None, classes: int) -> str | None:

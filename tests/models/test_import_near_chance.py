@@ -34,3 +34,20 @@ def test_an_untrained_imported_teacher_is_flagged(tmp_path):
     assert "warning: the imported teacher scores" in text and "check that teacher.input" in text
     metrics = json.loads((tmp_path / "runs" / "tiny" / "teacher" / "manifest.json").read_text())["metrics"]
     assert metrics["warnings"] and metrics["test_top1"] < 15.0
+
+
+def test_a_fine_tune_of_imported_weights_says_how_long_and_warns_of_the_default():
+    """A reset head or pretrained weights are trained with teacher.train: left unset, that is the
+    from-scratch 240 epochs (65 minutes in a user's trial), so the log says so and how to shorten it."""
+    from types import SimpleNamespace
+
+    from cidpipe.stages.train import _say_how_long_the_fine_tune_is
+    from cidpipe.train_config import OptimConfig
+
+    lines: list[str] = []
+    options = SimpleNamespace(log=SimpleNamespace(print=lines.append))
+    _say_how_long_the_fine_tune_is(OptimConfig(), options)
+    _say_how_long_the_fine_tune_is(OptimConfig(epochs=5), options)
+    assert "fine-tuned for 240 epochs, the from-scratch default" in lines[0]
+    assert "--set teacher.train.epochs=10" in lines[0]
+    assert lines[1] == "teacher: fine-tuned for 5 epochs (teacher.train.epochs)"
