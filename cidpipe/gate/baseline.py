@@ -180,6 +180,12 @@ def baseline_checks(
     checks = _top1_checks(run, baseline, gate.accuracy_tolerance) + _latency_checks(
         run, baseline, gate.latency_metric, gate.latency_tolerance, gate.noisy_latency
     )
+    entries = baseline.get("results") or []
+    recorded = {f"{entry.get('format')}@{entry.get('device', 'local')}" for entry in entries}
+    unrecorded = sorted({result_subject(r, with_batch=False) for r in run.results} - recorded)
+    if entries and unrecorded:  # e.g. an artifact that failed when the baseline was saved
+        notes.append(f"baseline {label} has no row for {', '.join(unrecorded)}: not compared with it; record "
+                     "a new baseline to include it")
     skipped = [check for check in checks if check.outcome == "not_comparable"]
     if skipped:
         notes.append(
