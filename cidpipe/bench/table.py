@@ -30,7 +30,7 @@ def _ci(latency: dict[str, float]) -> str:
 
 
 def _cov(row: BenchResult) -> str:
-    cov = _num((row.latency or {}).get("cov"), ".2f")
+    cov = _num((row.latency or {}).get("cov"), ".3f")  # ".2f" showed 0.104 as "0.10 noisy" at 0.10
     return f"[yellow]{cov} noisy[/yellow]" if row.noisy else cov
 
 

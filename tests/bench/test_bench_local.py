@@ -140,5 +140,5 @@ def test_a_ci_log_shows_the_quickstart_table_uncut(monkeypatch):
     body = [line for line in table if line.startswith("│")]
     assert len(body) == 2, "one line per row: nothing wrapped\n" + "\n".join(table)
     for fragment in ("quantize/model.int8.onnx", "onnx-int8-cpu", "onnxruntime", "0.279-0.291", "0.112 MB",
-                     "1.10 MB", "0.15 noisy"):
+                     "1.10 MB", "0.150 noisy"):
         assert fragment in "\n".join(body), fragment

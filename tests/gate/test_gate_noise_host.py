@@ -52,7 +52,7 @@ def test_a_noisy_row_is_flagged_or_failed(tmp_path: Path) -> None:
     run = write_run(tmp_path, results=[bench_result("onnx-fp32", 96.4, 0.9, p50_ms=0.3, noisy=True, cov=0.4)])
     limit = {"latency": [{"metric": "p50", "max_ms": 1.0}]}
     [flagged] = _checks(evaluate_gate(run, load_gate_config(limit)), "p50").values()
-    assert flagged.passed and flagged.noisy and "noisy row: CoV 0.40" in flagged.message
+    assert flagged.passed and flagged.noisy and "noisy row: CoV 0.400" in flagged.message
     assert "⚠️ noisy" in markdown_summary(evaluate_gate(run, load_gate_config(limit)))
     strict = evaluate_gate(run, load_gate_config({**limit, "noisy_latency": "fail"}))
     [refused] = _checks(strict, "p50").values()
