@@ -105,7 +105,7 @@ def _notes(result: dict[str, Any]) -> str:
     """What a reader should know about a row beyond its numbers."""
     notes = []
     if result.get("noisy"):
-        notes.append(f"noisy (CoV {float((result.get('latency') or {}).get('cov', 0)):.2f})")
+        notes.append(f"noisy (CoV {float((result.get('latency') or {}).get('cov', 0)):.3f})")
     if result.get("slower_than_fp32"):
         notes.append("slower than FP32 here")
     if (result.get("extra") or {}).get("accuracy_arithmetic"):

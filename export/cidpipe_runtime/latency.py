@@ -131,7 +131,7 @@ def high_cov_warning(stats: dict[str, float], threshold: float) -> str | None:
     cov = float(stats.get("cov") or 0.0)
     if is_noisy(stats, threshold):
         return (
-            f"latency coefficient of variation {cov:.2f} exceeds {threshold:.2f} "
+            f"latency coefficient of variation {cov:.3f} exceeds {threshold:g} "
             f"(p50 {stats['p50_ms']:.3f} ms, p99 {stats['p99_ms']:.3f} ms): the machine is noisy; "
             "close other workloads, pin CPU frequency or raise --runs/--min-seconds"
         )
