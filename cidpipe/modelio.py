@@ -70,7 +70,8 @@ def load_weights(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(
-                f"{path} is corrupt or not a safetensors file ({exc}); re-run the stage"
+                f"{path} is corrupt or not a safetensors file ({exc}); save it again (or re-run the stage "
+                "that wrote it)"
             ) from None
     # A legacy (pre-zip) torch file cannot be memory-mapped; it is read whole, as when loading.
     mmap = lazy and zipfile.is_zipfile(path)
