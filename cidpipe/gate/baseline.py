@@ -181,7 +181,7 @@ def baseline_checks(
         run, baseline, gate.latency_metric, gate.latency_tolerance, gate.noisy_latency
     )
     entries = baseline.get("results") or []
-    recorded = {f"{entry.get('format')}@{entry.get('device', 'local')}" for entry in entries}
+    recorded = {_entry_subject(entry) for entry in entries}
     unrecorded = sorted({result_subject(r, with_batch=False) for r in run.results} - recorded)
     if entries and unrecorded:  # e.g. an artifact that failed when the baseline was saved
         notes.append(f"baseline {label} has no row for {', '.join(unrecorded)}: not compared with it; record "
@@ -195,6 +195,11 @@ def baseline_checks(
     return checks, notes, summary
 
 
+def _entry_subject(entry: dict[str, Any]) -> str:
+    """A baseline row as result_subject(..., with_batch=False) names a run row: 'onnx-int8@local'."""
+    return f"{entry.get('format')}@{entry.get('device', 'local')}"
+
+
 def _top1_checks(run: RunData, baseline: dict[str, Any], tolerance: float) -> list[Check]:
     entries = baseline.get("results") or []
     if not entries:  # a baseline without bench results still pins the student's accuracy
@@ -203,7 +208,7 @@ def _top1_checks(run: RunData, baseline: dict[str, Any], tolerance: float) -> li
         return [] if base is None else [_top1_check("baseline.top1[student]", current, base, tolerance)]
     by_subject: dict[str, float] = {}
     for entry in entries:
-        subject = f"{entry.get('format')}@{entry.get('device', 'local')}"
+        subject = _entry_subject(entry)
         if entry.get("top1") is not None:
             by_subject[subject] = min(by_subject.get(subject, float("inf")), float(entry["top1"]))
     checks = []
@@ -247,7 +252,7 @@ def _latency_checks(
         base = entry.get(f"{metric}_ms")
         if base is None:
             continue
-        subject = f"{entry.get('format')}@{entry.get('device', 'local')},bs={entry.get('batch_size', 1)}"
+        subject = f"{_entry_subject(entry)},bs={entry.get('batch_size', 1)}"
         name = f"{kind}[{subject}]"
         matches = [r for r in run.results if result_subject(r) == subject]
         if matches and not any(r.get("status") == "pass" for r in matches):
