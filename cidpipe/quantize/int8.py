@@ -60,6 +60,16 @@ def judging_optimization(target: str) -> str:
     return "disabled" if target == "trt" else "all"
 
 
+def top1_agreement(fp32_onnx: Path, int8_onnx: Path, images: np.ndarray, target: str) -> float:
+    """Percent of ``images`` on which the INT8 graph's top-1 class is the FP32 graph's, with the arithmetic
+    the target is judged on. A drop inside ``max_drop`` can still hide many flipped predictions (a 60 %
+    model trades right and wrong answers), and the bench refuses an artifact below ``bench.min_agreement``."""
+    level = judging_optimization(target)
+    fp32 = run_onnx(make_session(fp32_onnx, optimization=level), images).argmax(1)
+    int8 = run_onnx(make_session(int8_onnx, optimization=level), images).argmax(1)
+    return float((fp32 == int8).mean() * 100.0)
+
+
 def quant_settings(cfg: QuantizeConfig) -> tuple[QuantType, QuantType, dict[str, Any]]:
     """(activation type, weight type, extra_options) for ``cfg.target`` and the calibration method."""
     extra: dict[str, Any] = {}

@@ -97,6 +97,7 @@ def test_pipeline_fine_tunes_and_records_both_paths(tmp_path):
         assert {"top1_int8", "drop"} <= set(info["ptq"])
         assert {"top1_trained", "top1_recalibrated", "scales", "drop"} <= set(info["qat"])
         assert info["drop"] == pytest.approx(info["top1_fp32"] - info["top1_int8"])
+        assert 0.0 <= info["agreement"] <= 100.0  # of the shipped (fine-tuned) artifact
         path = manifest.artifact_path(stage, key)
         session = make_session(path)
         shape = [2, *session.get_inputs()[0].shape[1:]]
