@@ -56,8 +56,8 @@ def load_weights(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
 
     Nothing but tensors and plain containers is unpickled (``weights_only=True``): a whole pickled
     model is refused with what to save instead. ``lazy``: only check that the file is loadable, cheaply
-    (the safetensors header; a torch zip file memory-mapped, its tensors not read); the values returned
-    are then not to be used.
+    (the safetensors header; a torch zip file memory-mapped, its tensors not read); the tensors returned
+    are then on the meta device: names and shapes, no values.
     """
     path = Path(path)
     if not path.is_file():
@@ -66,7 +66,10 @@ def load_weights(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
         try:
             if lazy:
                 with safe_open(str(path), framework="pt") as handle:
-                    return dict.fromkeys(handle.keys(), torch.empty(0))
+                    return {
+                        key: torch.empty(handle.get_slice(key).get_shape(), device="meta")
+                        for key in handle.keys()
+                    }
             return load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise ModelError(
@@ -95,6 +98,8 @@ def load_weights(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
             f"{path} does not hold a state_dict of tensors; save torch.save(model.state_dict(), path) "
             "or a safetensors file"
         )
+    if lazy:
+        return {key: torch.empty(value.shape, device="meta") for key, value in state.items()}
     return state
 
 

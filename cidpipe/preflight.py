@@ -44,11 +44,14 @@ def check_weights_files(recipe: Recipe) -> None:
                 "safetensors or state_dict file (relative paths start at the current directory)"
             )
         if checkpoint is not None:
+            from cidpipe.data.registry import dataset_channels
             from cidpipe.modelio import load_weights
+            from cidpipe.models.sources import check_weights_fit
 
-            # Readable as plain weights (not corrupt, not a pickled model); whether the keys fit the
-            # architecture is known once the model is built, when the stage starts.
-            load_weights(Path(checkpoint), lazy=True)
+            # Readable as plain weights (not corrupt, not a pickled model) and fitting the architecture's
+            # keys and shapes; nothing is read but the file's index.
+            state = load_weights(Path(checkpoint), lazy=True)
+            check_weights_fit(section.model, dataset_channels(recipe.data.name), state, str(checkpoint))
 
 
 def check_normalisation_lengths(recipe: Recipe) -> None:

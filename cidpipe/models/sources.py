@@ -156,6 +156,28 @@ def build_from_config(cfg: Any, num_classes: int, in_channels: int = 3) -> tuple
     return model, source
 
 
+def check_weights_fit(cfg: Any, in_channels: int, state: dict, source: str) -> None:
+    """Plan time: ``state`` (meta tensors from ``load_weights(lazy=True)`` will do) fits ``cfg.arch``'s keys
+    and shapes, the classifier aside (the class count is known once the data is read; another one only
+    resets the head). The model is built on the meta device, without memory or initialisation; an
+    architecture that cannot be built there is checked when its stage builds it."""
+    import torch
+
+    from cidpipe.errors import CidpipeError
+    from cidpipe.models.weights import fit_state
+
+    parsed = check_arch_name(cfg.arch)
+    try:
+        with torch.device("meta"):
+            # Any class count will do: the head is not compared.
+            model, _ = _build(parsed, 10, int(in_channels), dict(cfg.kwargs), False)
+    except CidpipeError:
+        raise
+    except Exception:  # noqa: BLE001 - a model whose construction needs real tensors: checked later
+        return
+    fit_state(model, state, source, cfg.arch, ignore_head=True)
+
+
 def _build(parsed: ArchName, num_classes: int, in_channels: int, kwargs: dict, pretrained: bool):
     check_build_args(num_classes, in_channels)
     source: dict[str, Any] = {

@@ -63,13 +63,29 @@ def _candidates(model: nn.Module, state: dict[str, Tensor]) -> list[tuple[dict[s
 
 def load_into(model: nn.Module, state: dict[str, Tensor], source: str, arch: str) -> LoadReport:
     """Load ``state`` into the feature-API ``model``; a ModelError naming the mismatch if it does not fit."""
+    chosen, report = fit_state(model, state, source, arch)
+    model.load_state_dict(with_layout_versions(model, chosen), strict=not report.head_reset)
+    return report
+
+
+def fit_state(
+    model: nn.Module, state: dict[str, Tensor], source: str, arch: str, *, ignore_head: bool = False
+) -> tuple[dict[str, Tensor], LoadReport]:
+    """``state`` in ``model``'s own keys, checked against its keys and shapes (ModelError if it does not fit).
+
+    ``ignore_head``: the classifier is left out (plan time: the class count is known once the data is read,
+    and another class count only resets the head). Works on meta tensors: only names and shapes are read.
+    """
     own = model.state_dict()
     # ClassifierModel registers its head first; list it last, where every library writes it, so the
     # "first missing key" of a mismatch is the stem, not the head.
     own = {k: own[k] for k in sorted(own, key=lambda k: k.startswith("classifier."))}
     chosen, report = max(_candidates(model, state), key=lambda c: len(own.keys() & c[0].keys()))
     chosen = dict(chosen)
-    num_classes = int(getattr(model, "num_classes", -1))
+    num_classes = None if ignore_head else int(getattr(model, "num_classes", -1))
+    if ignore_head:
+        own = {k: v for k, v in own.items() if k not in HEAD_KEYS}
+        chosen = {k: v for k, v in chosen.items() if k not in HEAD_KEYS}
     head = chosen.get("classifier.weight")
     own_head = own.get("classifier.weight")
     if (
@@ -107,8 +123,7 @@ def load_into(model: nn.Module, state: dict[str, Tensor], source: str, arch: str
                 model, own, chosen, missing, unexpected, wrong, source, arch, num_classes, raw_keys
             )
         )
-    model.load_state_dict(with_layout_versions(model, chosen), strict=not report.head_reset)
-    return report
+    return chosen, report
 
 
 def with_layout_versions(model: nn.Module, state: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -134,7 +149,8 @@ def _native_name(model: nn.Module, key: str) -> str:
 def _mismatch_message(
     model, own, found, missing, unexpected, wrong, source, arch, num_classes, raw_keys
 ) -> str:
-    what = f"{source} does not match a {arch} model ({num_classes} classes)"
+    classes = f" ({num_classes} classes)" if num_classes is not None else ""
+    what = f"{source} does not match a {arch} model{classes}"
     if wrong and not missing and not unexpected:
         key = wrong[0]
         return (
@@ -149,6 +165,10 @@ def _mismatch_message(
         examples.append(f"first missing '{_native_name(model, missing[0])}'")
     if unexpected:
         examples.append(f"first unexpected '{_native_name(model, unexpected[0])}'")
+    if wrong:
+        key = wrong[0]
+        examples.append(f"{len(wrong)} of another shape, first '{_native_name(model, key)}' "
+                        f"{tuple(found[key].shape)} where {tuple(own[key].shape)} is expected")
     return (
         f"{what}: {len(missing)} expected keys missing and {len(unexpected)} unexpected; "
         f"{', '.join(examples)}; likely {_likely_cause(model, own, raw_keys)}"
@@ -171,4 +191,4 @@ def _likely_cause(model: nn.Module, own: dict[str, Tensor], file_keys: list[str]
     )
 
 
-__all__ = ["LoadReport", "load_into", "with_layout_versions"]
+__all__ = ["LoadReport", "fit_state", "load_into", "with_layout_versions"]

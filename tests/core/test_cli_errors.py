@@ -174,6 +174,12 @@ def test_threads_option_sets_torch_threads_and_refuses_zero(tmp_path):
          "corrupt.safetensors is corrupt or not a safetensors file"),
         ({"student": {"model": {"arch": "tinycnn", "weights": "whole_model.pt"}}}, 4,
          "holds a pickled Python object"),
+        ({"teacher": {"model": {"arch": "tinycnn", "weights": "resnet8.safetensors"}}}, 4,
+         "resnet8.safetensors does not match a tinycnn model: "),
+        ({"student": {"model": {"arch": "resnet8", "weights": "resnet8x4.pt"}}}, 4,
+         "resnet8x4.pt does not match a resnet8 model: 0 expected keys missing and 6 unexpected; first "
+         "unexpected 'stages.0.0.shortcut.0.weight', 45 of another shape, first 'stem.0.0.weight' "
+         "(32, 3, 3, 3) where (16, 3, 3, 3) is expected"),
     ],
 )
 def test_dry_run_finds_what_the_stage_would_refuse(tmp_path, sections, code, needle):
@@ -181,8 +187,19 @@ def test_dry_run_finds_what_the_stage_would_refuse(tmp_path, sections, code, nee
     (tmp_path / "a_directory").mkdir()
     (tmp_path / "corrupt.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
     torch.save(torch.nn.Linear(2, 2), tmp_path / "whole_model.pt")
+    _weights(tmp_path, "resnet8", "resnet8.safetensors")
+    torch.save(build_model("resnet8x4", 10).state_dict(), tmp_path / "resnet8x4.pt")
     result = run_cli("run", str(_recipe(tmp_path, **sections)), "--dry-run", cwd=tmp_path)
     _assert_clean_failure(result, code, needle, tmp_path)
+
+
+def test_dry_run_accepts_weights_of_another_class_count(tmp_path):
+    """The plan does not know the class count yet; a checkpoint with another head only resets it."""
+    state = {k: v.contiguous() for k, v in build_model("resnet8", 100).state_dict().items()}
+    save_file(state, str(tmp_path / "cifar100.safetensors"))
+    recipe = _recipe(tmp_path, teacher={"model": {"arch": "resnet8", "weights": "cifar100.safetensors"}})
+    result = run_cli("run", str(recipe), "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
 
 
 def test_a_stage_directory_the_run_does_not_have_yet_names_the_verb_that_makes_it(tmp_path):
