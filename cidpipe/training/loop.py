@@ -79,10 +79,11 @@ def fit(
                 state.history.append(record)
                 state.select(cfg.select, record, distiller)
                 state.next_epoch = epoch + 1
-                progress.epoch_done(record)
                 if engine.rank == 0:
                     save_fit_checkpoint(run.checkpoint_path, state, distiller, engine.optimizer)
                     trackers.on_epoch(record)  # after the checkpoint: a tracked epoch is one a resume keeps
+                # Reported once it is kept: an epoch whose line was printed is not trained again on resume.
+                progress.epoch_done(record)
     finally:
         trackers.close()  # also on Ctrl-C / NaN: TensorBoard flushed, the MLflow run marked KILLED
     if run.reuse_teacher_outputs:

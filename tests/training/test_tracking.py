@@ -19,6 +19,7 @@ from cidpipe.debris import prune_partial
 from cidpipe.distill.registry import build_distiller
 from cidpipe.errors import MissingDependency
 from cidpipe.models import build_model
+from cidpipe.training.checkpoint import load_checkpoint
 from cidpipe.training.loop import RunSettings, fit
 from cidpipe.training.tracking import (
     CsvHistory,
@@ -238,3 +239,26 @@ def test_an_unreachable_mlflow_server_is_one_warning_and_training_goes_on(setup,
     assert "MLFLOW_HTTP_REQUEST_TIMEOUT" not in os.environ  # its bound held only while it talked to MLflow
     assert len(read_history_csv(tmp_path / "work" / "history.csv")) == EPOCHS
     assert all(math.isfinite(r["train_loss"]) for r in result.history)
+
+
+class _CheckpointAtEachEpochLine(io.StringIO):
+    """A log that reads the checkpoint on disk (what a resume keeps) whenever an epoch line is written."""
+
+    def __init__(self, checkpoint):
+        super().__init__()
+        self.checkpoint, self.kept_at_line = checkpoint, []
+
+    def write(self, text):
+        if " epoch " in text and "/3:" in text:
+            kept = load_checkpoint(self.checkpoint)["epoch"] if self.checkpoint.is_file() else 0
+            self.kept_at_line.append(kept)
+        return super().write(text)
+
+
+def test_an_epoch_line_is_printed_only_once_its_checkpoint_is_kept(setup, tmp_path):
+    """A kill right after the line would otherwise train that epoch again on resume (it used to be printed
+    before the checkpoint was written)."""
+    settings = _settings(tmp_path / "work")
+    log = _CheckpointAtEachEpochLine(settings.checkpoint_path)
+    _fit(setup, settings, console=Console(file=log, width=200))
+    assert log.kept_at_line == [1, 2, 3], log.getvalue()
