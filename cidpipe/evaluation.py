@@ -10,17 +10,22 @@ import numpy as np
 from cidpipe.config import Recipe
 from cidpipe.data.registry import load_dataset
 from cidpipe.errors import UsageError
-from cidpipe.modelio import load_stage_model
+from cidpipe.modelio import check_model_classes, load_stage_model
 from cidpipe.stages.export import model_stage
 
 
 def predictor_for(recipe: Recipe, target: Path | None):
-    """(name, predict(x: np.ndarray) -> logits) for a stage directory, an ONNX file, or the run's model."""
+    """(name, predict(x: np.ndarray) -> logits, classes) for a stage directory, an ONNX file, or the run's
+    model; ``classes`` is what the model says it predicts (``num_classes`` / ``class_names``, when known)."""
     if target is not None and target.suffix == ".onnx":
-        from cidpipe.export.ort_run import make_session, run_onnx
+        from cidpipe.export.ort_run import make_session, output_classes, run_onnx
+        from cidpipe.export.torch2onnx import read_onnx_metadata
 
         session = make_session(target, providers=("CPUExecutionProvider",), threads=1)
-        return target.name, lambda x: run_onnx(session, x)
+        names = read_onnx_metadata(target).get("class_names")
+        count = output_classes(session)
+        classes = {"class_names": names, **({"num_classes": count} if count is not None else {})}
+        return target.name, lambda x: run_onnx(session, x), classes
     directory = target or recipe.run_dir() / model_stage(recipe)
     module, manifest = load_stage_model(directory)
 
@@ -29,7 +34,8 @@ def predictor_for(recipe: Recipe, target: Path | None):
 
         return torch_logits(module, x)
 
-    return f"{manifest.stage} ({(manifest.model or {}).get('arch')})", predict
+    spec = manifest.model or {}
+    return f"{manifest.stage} ({spec.get('arch')})", predict, spec
 
 
 def is_teacher(recipe: Recipe, target: Path | None) -> bool:
@@ -71,8 +77,9 @@ def evaluate(
         linear_probes = [resolve_probe_dataset(name) for name in linear_probes]  # fail before any work
         if target is not None and target.suffix == ".onnx":
             raise UsageError("--linear-probe needs a stage directory (it reads features), not an .onnx file")
-    name, predict = predictor_for(recipe, target)
+    name, predict, classes = predictor_for(recipe, target)
     bundle = load_dataset(evaluation_data(recipe, target))
+    check_model_classes(name, classes, bundle)
     result: dict[str, Any] = {"model": name, "dataset": recipe.data.name}
     for split_name, split in (("val", bundle.val), ("test", bundle.test), *bundle.extra_test.items()):
         if len(split) == 0:  # no validation split under the paper protocol (val_fraction 0)

@@ -42,6 +42,31 @@ def model_spec(
     return spec
 
 
+def check_model_classes(what: str, model: dict[str, Any], bundle) -> None:
+    """ModelError unless the model (a spec or ONNX metadata: ``num_classes``, ``class_names``) predicts the
+    data's classes, in the data's order: logits for other classes scored against these labels are
+    numbers that look like accuracy and mean nothing."""
+    names = model.get("class_names")
+    count = model.get("num_classes", len(names) if names else None)
+    data = list(bundle.class_names)
+    if count is not None and int(count) != bundle.num_classes:
+        listed = f" ({_listed(names)})" if names else ""
+        raise ModelError(
+            f"{what} predicts {count} classes{listed} but the data has {bundle.num_classes} "
+            f"({_listed(data)}); evaluate it on the data it was trained on (data.root / data.name)"
+        )
+    if names and data and list(names) != data:
+        raise ModelError(
+            f"{what} was trained on the classes {_listed(names)} but the data's classes are {_listed(data)}; "
+            "its class indices would be scored against other labels (use the data it was trained on)"
+        )
+
+
+def _listed(names, limit: int = 8) -> str:
+    names = [str(n) for n in names]
+    return ", ".join(names[:limit]) + (f", ... {len(names) - limit} more" if len(names) > limit else "")
+
+
 def save_weights(module: torch.nn.Module, path: Path) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
     atomic_write_with(path, lambda tmp: save_file(state, str(tmp)))

@@ -73,6 +73,12 @@ def run_onnx(session, x: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     return np.concatenate(outputs).astype(np.float32, copy=False)
 
 
+def output_classes(session) -> int | None:
+    """The class count of a session's logits output ([N, classes]) when the graph fixes it."""
+    shape = session.get_outputs()[0].shape
+    return shape[1] if len(shape) == 2 and isinstance(shape[1], int) and shape[1] > 0 else None
+
+
 def top1_percent(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(1) == np.asarray(labels)).mean() * 100.0)
 

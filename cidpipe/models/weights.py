@@ -73,8 +73,9 @@ def fit_state(
 ) -> tuple[dict[str, Tensor], LoadReport]:
     """``state`` in ``model``'s own keys, checked against its keys and shapes (ModelError if it does not fit).
 
-    ``ignore_head``: the classifier is left out (plan time: the class count is known once the data is read,
-    and another class count only resets the head). Works on meta tensors: only names and shapes are read.
+    ``ignore_head``: the classifier's shape is not compared (plan time: the class count is known once the
+    data is read, and another class count only resets the head); a file without one is still refused.
+    Works on meta tensors: only names and shapes are read.
     """
     own = model.state_dict()
     # ClassifierModel registers its head first; list it last, where every library writes it, so the
@@ -83,9 +84,6 @@ def fit_state(
     chosen, report = max(_candidates(model, state), key=lambda c: len(own.keys() & c[0].keys()))
     chosen = dict(chosen)
     num_classes = None if ignore_head else int(getattr(model, "num_classes", -1))
-    if ignore_head:
-        own = {k: v for k, v in own.items() if k not in HEAD_KEYS}
-        chosen = {k: v for k, v in chosen.items() if k not in HEAD_KEYS}
     head = chosen.get("classifier.weight")
     own_head = own.get("classifier.weight")
     if (
@@ -116,6 +114,8 @@ def fit_state(
     missing = [k for k in own if k not in chosen and k not in allowed_missing]
     unexpected = [k for k in chosen if k not in own]
     wrong = [k for k in own if k in chosen and tuple(own[k].shape) != tuple(chosen[k].shape)]
+    if ignore_head:  # the file must have a classifier, of any class count; the stage checks its width
+        wrong = [k for k in wrong if k not in HEAD_KEYS]
     if missing or unexpected or wrong:
         raw_keys = list(_strip_wrappers(state)[0])
         raise ModelError(

@@ -133,6 +133,11 @@ def test_the_plan_checks_the_fit_from_the_file_index_alone(native, tmp_path):
     other_head = _save(_native(arch, num_classes=3).state_dict(), tmp_path / "three.pt")
     check_weights_fit(ModelConfig(arch=arch), 3, load_weights(other_head, lazy=True), "three.pt")
 
+    head = build_architecture(arch, CLASSES).head_name + "."
+    headless = {k: v for k, v in state.items() if not k.startswith("module." + head)}
+    with pytest.raises(ModelError, match=f"2 expected keys missing and 0 unexpected; first missing '{head}"):
+        check_weights_fit(ModelConfig(arch=arch), 3, headless, "w.pt")  # any class count, but a classifier
+
     other = "torchvision:resnet18" if arch.startswith("timm") else "timm:resnet10t"
     at_plan = pytest.raises(ModelError, match=f"^w.pt does not match a {other} model: ")
     with at_plan as planned:

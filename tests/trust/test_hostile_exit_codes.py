@@ -132,6 +132,35 @@ def test_eval_of_an_onnx_file_with_another_class_count(exported_run):
     assert_clean_failure(result, 4, "10 classes")
 
 
+def _folders(root: Path, classes: list[str]) -> Path:
+    """An image folder with a few random 16 px PNGs per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(4):
+            Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(root / name / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("artifact", [False, True])
+def test_eval_on_data_with_other_classes_is_refused_not_scored(exported_run, tmp_path, artifact):
+    """A 10-class digits model scored on 3 classes, or on 10 classes of other names, gives numbers that look
+    like accuracy (it used to print them with exit 0)."""
+    onnx_file = ["--artifact", str(exported_run / "export" / "model.onnx")] if artifact else []
+    for classes, needle in (
+        (["a", "b", "c"],
+         "predicts 10 classes (0, 1, 2, 3, 4, 5, 6, 7, ... 2 more) but the data has 3 (a, b, c)"),
+        ([f"k{i}" for i in range(10)], "was trained on the classes 0, 1, 2"),
+    ):
+        root = _folders(tmp_path / f"{len(classes)}-{artifact}", classes)
+        data = ["--set", "data.name=imagefolder", "--set", f"data.root={root}",
+                "--set", "data.val_fraction=0.25"]
+        result = run_cli("eval", str(exported_run), *onnx_file, *data)
+        assert_clean_failure(result, 4, needle)
+
+
 def test_eval_of_an_onnx_file_outside_any_run(tmp_path):
     wrong = _linear_onnx(tmp_path / "lonely.onnx", (3, 16, 16), 10)
     result = run_cli("eval", str(wrong))
