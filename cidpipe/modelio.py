@@ -106,12 +106,13 @@ def load_weights(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as exc:
-        raise ModelError(_pickled_object_message(path, str(exc))) from None
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means: not loadable safely
-        raise ModelError(
-            f"{path} cannot be loaded as plain weights ({type(exc).__name__}); "
-            "export it as a state_dict or safetensors file"
-        ) from None
+        # torch names a refused class ("Unsupported global: GLOBAL pkg.Class"); anything else it could not
+        # unpickle is not a pickle at all (text, a truncated download, another format).
+        if "GLOBAL" in str(exc):
+            raise ModelError(_pickled_object_message(path, str(exc))) from None
+        raise ModelError(_not_weights_message(path)) from None
+    except Exception:  # noqa: BLE001 - any unpickling failure means: not loadable safely
+        raise ModelError(_not_weights_message(path)) from None
     if isinstance(state, torch.nn.Module):  # only reachable for modules torch allow-lists; still refused
         raise ModelError(_pickled_object_message(path, type(state).__name__))
     for container in _STATE_CONTAINERS:
@@ -126,6 +127,13 @@ def load_weights(path: Path, *, lazy: bool = False) -> dict[str, torch.Tensor]:
     if lazy:
         return {key: torch.empty(value.shape, device="meta") for key, value in state.items()}
     return state
+
+
+def _not_weights_message(path: Path) -> str:
+    return (
+        f"{path} is not a torch or safetensors weights file (corrupt, truncated or another format); save "
+        "torch.save(model.state_dict(), path) or a safetensors file"
+    )
 
 
 def _pickled_object_message(path: Path, detail: str) -> str:

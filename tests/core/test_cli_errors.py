@@ -174,6 +174,10 @@ def test_threads_option_sets_torch_threads_and_refuses_zero(tmp_path):
          "corrupt.safetensors is corrupt or not a safetensors file"),
         ({"student": {"model": {"arch": "tinycnn", "weights": "whole_model.pt"}}}, 4,
          "holds a pickled Python object"),
+        ({"teacher": {"model": {"arch": "tinycnn", "weights": "notes.pt"}}}, 4,
+         "notes.pt is not a torch or safetensors weights file (corrupt, truncated or another format)"),
+        ({"teacher": {"model": {"arch": "tinycnn", "weights": "half.pt"}}}, 4,
+         "half.pt is not a torch or safetensors weights file"),
         ({"teacher": {"model": {"arch": "tinycnn", "weights": "resnet8.safetensors"}}}, 4,
          "resnet8.safetensors does not match a tinycnn model: "),
         ({"student": {"model": {"arch": "resnet8", "weights": "resnet8x4.pt"}}}, 4,
@@ -187,6 +191,9 @@ def test_dry_run_finds_what_the_stage_would_refuse(tmp_path, sections, code, nee
     (tmp_path / "a_directory").mkdir()
     (tmp_path / "corrupt.safetensors").write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00not json")
     torch.save(torch.nn.Linear(2, 2), tmp_path / "whole_model.pt")
+    (tmp_path / "notes.pt").write_text("the weights are on the shared drive\n")
+    torch.save(build_model("tinycnn", 10).state_dict(), tmp_path / "full.pt")
+    (tmp_path / "half.pt").write_bytes((tmp_path / "full.pt").read_bytes()[:5000])  # a cut-off download
     _weights(tmp_path, "resnet8", "resnet8.safetensors")
     torch.save(build_model("resnet8x4", 10).state_dict(), tmp_path / "resnet8x4.pt")
     result = run_cli("run", str(_recipe(tmp_path, **sections)), "--dry-run", cwd=tmp_path)
