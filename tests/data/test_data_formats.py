@@ -188,6 +188,28 @@ def test_an_extra_class_in_val_names_the_val_folder(tmp_path: Path) -> None:
             attempt(cfg)
 
 
+@pytest.mark.parametrize("layout", ["train/", "root"])
+def test_an_empty_training_class_folder_is_refused(tmp_path: Path, layout: str) -> None:
+    """A class with no training image cannot be learnt (it used to be warned about as a val-split gap);
+    an empty class folder in val/ or test/ only leaves that split without the class."""
+    from cidpipe.data.datasets.imagefolder import check_imagefolder_available
+
+    train = tmp_path / "train" if layout == "train/" else tmp_path
+    write_fake_imagefolder(train, classes=("cat", "dog"), per_class=4)
+    (train / "owl").mkdir()
+    if layout == "train/":
+        write_fake_imagefolder(tmp_path / "val", classes=("cat", "dog"), per_class=2, seed=1)
+        (tmp_path / "val" / "owl").mkdir()
+    cfg = DataConfig(name="imagefolder", root=tmp_path)
+    for attempt in (check_imagefolder_available, load_dataset):
+        with pytest.raises(DataError, match=r"owl has no images .*so the class 'owl' cannot be learnt; add "):
+            attempt(cfg)
+    if layout == "train/":
+        write_fake_imagefolder(train / "owl", classes=("a",), per_class=4, seed=2)
+        check_imagefolder_available(cfg)  # val/owl stays empty: a warning at training time, not an error
+        assert load_dataset(cfg).classes_without_samples() == {"test": ["owl"]}
+
+
 def test_imagefolder_bad_directories(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no class folders"):

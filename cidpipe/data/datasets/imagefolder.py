@@ -78,11 +78,21 @@ def scan_class_folders(directory: Path, class_names: list[str] | None = None
             raise DataError(f"{folder} is a class not present in the training folders; use the same "
                             f"class folders in train/ and {directory.name}/")
         images = _images_in(folder)
+        # (All folders empty is the error below.)
+        if not images and class_names is None and any(_first_image(f) is not None for f in folders):
+            raise _untrainable_class(folder)
         paths.extend(images)
         labels.extend([index[folder.name]] * len(images))
     if not paths:
         raise DataError(f"{directory} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
     return names, paths, np.asarray(labels, dtype=np.int64)
+
+
+def _untrainable_class(folder: Path) -> DataError:
+    # A class the training images never show cannot be learnt, yet it would be a logit of the model and a
+    # class of every evaluation.
+    return DataError(f"{folder} has no images ({', '.join(sorted(IMAGE_SUFFIXES))}), so the class "
+                     f"'{folder.name}' cannot be learnt; add its images or remove the folder")
 
 
 def _root(cfg: DataConfig) -> Path:
@@ -124,8 +134,11 @@ def check_imagefolder_available(cfg: DataConfig) -> None:
             raise DataError(f"{part / extra} is a class not present in the training folders; use the "
                             f"same class folders in train/ and {part.name}/")
         train_classes = names if train_classes is None else train_classes
-        if not any(_first_image(d) is not None for d in folders):
+        with_images = [d for d in folders if _first_image(d) is not None]
+        if not with_images:
             raise DataError(f"{part} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        if part == parts[0] and len(with_images) < len(folders):
+            raise _untrainable_class(next(d for d in folders if d not in with_images))
 
 
 @register_dataset("imagefolder", check=check_imagefolder_available)
