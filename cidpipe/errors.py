@@ -82,9 +82,16 @@ class WorkersFailed(CidpipeError):
 
 # Ctrl-C: the status a shell gives a process killed by SIGINT (128 + 2), and the line saying what to do.
 INTERRUPTED_EXIT = 130
-# One line for every verb: only training stages have epoch checkpoints (bench and quantize start over).
-INTERRUPTED_MESSAGE = ("interrupted; nothing half-written was published; rerun the same command to continue "
-                       "(training resumes from its last epoch checkpoint)")
+INTERRUPTED_MESSAGE = "interrupted; nothing half-written was published; rerun the same command to continue"
+# Verbs that can train (quantize: its QAT fine-tune); the others start their unfinished stage over.
+_TRAINING_VERBS = frozenset({"run", "train", "distill", "quantize", "compare"})
+
+
+def interrupted_message(verb: str | None) -> str:
+    """The Ctrl-C line; for a verb that trains it also says that training resumes where it was."""
+    if verb in _TRAINING_VERBS:
+        return INTERRUPTED_MESSAGE + " (training resumes from its last epoch checkpoint)"
+    return INTERRUPTED_MESSAGE
 
 
 EXIT_CODES: dict[int, str] = {

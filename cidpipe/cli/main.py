@@ -16,7 +16,7 @@ import sys
 
 import typer
 
-from cidpipe.errors import EXIT_CODES, INTERRUPTED_EXIT, INTERRUPTED_MESSAGE, CidpipeError
+from cidpipe.errors import EXIT_CODES, INTERRUPTED_EXIT, CidpipeError, interrupted_message
 
 app = typer.Typer(
     name="cidpipe",
@@ -99,10 +99,20 @@ def _json_error(argv: list[str] | None, code: int, line: str, result: object = N
 def _interrupted(argv: list[str] | None = None) -> int:
     from cidpipe.cli.relaunch import report_rank_failure
 
-    _say(INTERRUPTED_MESSAGE)
-    report_rank_failure(INTERRUPTED_EXIT, INTERRUPTED_MESSAGE)
-    _json_error(argv, INTERRUPTED_EXIT, INTERRUPTED_MESSAGE)
+    message = interrupted_message(_verb_or_none(sys.argv[1:] if argv is None else argv))
+    _say(message)
+    report_rank_failure(INTERRUPTED_EXIT, message)
+    _json_error(argv, INTERRUPTED_EXIT, message)
     return INTERRUPTED_EXIT
+
+
+def _verb_or_none(args: list[str]) -> str | None:
+    try:
+        from cidpipe.cli.json_contract import verb_from_argv
+
+        return verb_from_argv(args)
+    except Exception:  # noqa: BLE001 - the Ctrl-C line must be printed whatever the arguments were
+        return None
 
 
 def _returned_status(returned: object) -> int:

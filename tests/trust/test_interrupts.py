@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from cidpipe.errors import INTERRUPTED_EXIT, INTERRUPTED_MESSAGE
+from cidpipe.errors import INTERRUPTED_EXIT, interrupted_message
 from tests.conftest import run_cli
 from tests.trust.hostile import cidpipe_env, one_epoch_kd_export, write_recipe
 
@@ -66,12 +66,14 @@ def interrupt_when(
     return status, "".join(lines)
 
 
-def assert_interrupted(status: int, stderr: str) -> None:
+def assert_interrupted(status: int, stderr: str, verb: str) -> None:
     assert status == INTERRUPTED_EXIT, f"exit {status}, wanted {INTERRUPTED_EXIT}\n{stderr[-3000:]}"
     assert "Traceback" not in stderr, stderr[-3000:]
     lines = [line for line in stderr.splitlines() if line.strip()]
-    assert lines and lines[-1] == INTERRUPTED_MESSAGE, stderr[-3000:]
+    assert lines and lines[-1] == interrupted_message(verb), stderr[-3000:]
     assert lines[-1].startswith("interrupted; nothing half-written was published; rerun the same command")
+    # Only a verb that trains says that training resumes (bench, export, ... start their stage over).
+    assert ("training resumes" in lines[-1]) == (verb in ("train", "distill", "run")), lines[-1]
 
 
 def epoch_line(text: str) -> Callable[[list[str]], bool]:
@@ -104,7 +106,7 @@ def test_interrupted_train(tmp_path):
     status, stderr = interrupt_when(
         ["train", str(recipe), "--device", "cpu"], _checkpoint_written(tmp_path / "runs", "teacher")
     )
-    assert_interrupted(status, stderr)
+    assert_interrupted(status, stderr, "train")
     assert _checkpoints(tmp_path / "runs", "teacher"), "the promised resume needs the epoch checkpoint"
     assert not (tmp_path / "runs" / "tiny" / "teacher").exists(), "nothing half-trained is published"
 
@@ -115,7 +117,7 @@ def test_interrupted_distill(teacher_run):
         ["distill", str(teacher_run), "--device", "cpu"],
         _checkpoint_written(teacher_run.parent / "runs", "student"),
     )
-    assert_interrupted(status, stderr)
+    assert_interrupted(status, stderr, "distill")
     runs = teacher_run.parent / "runs"
     assert _checkpoints(runs, "student")
     assert not (runs / "tiny" / "student").exists()
@@ -127,7 +129,7 @@ def test_interrupted_run_during_the_student(tmp_path):
         tmp_path, teacher={"train": {"epochs": 1}}, student={"train": LONG}, distill={"method": "kd"}
     )
     status, stderr = interrupt_when(["run", str(recipe), "--device", "cpu"], epoch_line("epoch 1/300"))
-    assert_interrupted(status, stderr)
+    assert_interrupted(status, stderr, "run")
     assert (tmp_path / "runs" / "tiny" / "teacher" / "manifest.json").is_file(), "finished stages stay"
     assert not (tmp_path / "runs" / "tiny" / "student").exists()
 
@@ -148,7 +150,7 @@ def test_interrupted_bench_while_it_measures(teacher_run):
     status, stderr = interrupt_when(
         ["bench", str(run_dir), "--set", "bench.min_seconds=600", "--set", "bench.runs=1000000"], measuring
     )
-    assert_interrupted(status, stderr)
+    assert_interrupted(status, stderr, "bench")
     assert not (run_dir / "bench").exists()
     assert not list(run_dir.glob(".bench.partial-*")), "an interrupted bench leaves no half-written stage"
 
@@ -161,7 +163,7 @@ def test_interrupted_nproc_launch_stops_its_ranks(tmp_path):
     status, stderr = interrupt_when(
         ["train", str(recipe), "--device", "cpu", "--nproc", "2"], epoch_line("epoch 1/300"), timeout=200
     )
-    assert_interrupted(status, stderr)
+    assert_interrupted(status, stderr, "train")
     assert "ChildFailedError" not in stderr
     leftovers = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
     assert str(recipe) not in leftovers, "no rank may outlive an interrupted launch"
