@@ -39,8 +39,8 @@ def ptq_then_qat(recipe, cfg, fp32, out, ptq: dict[str, Any], bundle, calib, val
         # arithmetic and cannot remove it (measured, BENCHMARKS.md: 3 of 3 MobileNetV2 seeds still missed).
         raise ParityError(f"{ptq['budget_message']}; quantization-aware fine-tuning skipped: it trains "
                           "against the exact arithmetic, which already meets the budget")
-    why = "PTQ missed quantize.max_drop" if missed else "quantize.qat.enabled is true"
-    options.log.print(f"INT8 for {target}: {why}; quantization-aware fine-tune, {qat.epochs} epochs at lr "
+    why = "PTQ missed quantize.max_drop" if missed else "asked for (quantize.qat.enabled: true, or --qat)"
+    options.log.print(f"INT8 for {target}: {why}; quantization-aware fine-tune, {_epochs(qat.epochs)} at lr "
                       f"{qat.lr:g} with distill.method {recipe.distill.method}")
     teacher, _ = load_stage_model(inputs["teacher"].dir)
     with tempfile.TemporaryDirectory(prefix="cidpipe-qat-") as tmp:
@@ -62,8 +62,8 @@ def ptq_then_qat(recipe, cfg, fp32, out, ptq: dict[str, Any], bundle, calib, val
         note = f"; note {ptq['kernel_diagnosis']}" if ptq.get("kernel_diagnosis") else ""
         raise ParityError(
             f"INT8 drop {info['drop']:.2f} points > budget {cfg.max_drop:g} after quantization-aware "
-            f"fine-tuning too (PTQ drop {ptq['drop']:.2f}, QAT {info['drop']:.2f}, {qat.epochs} epochs); try "
-            "more quantize.qat.epochs, another quantize.qat.lr, a larger quantize.max_float_nodes or a "
+            f"fine-tuning too (PTQ drop {ptq['drop']:.2f}, QAT {info['drop']:.2f}, {_epochs(qat.epochs)}); "
+            "try more quantize.qat.epochs, another quantize.qat.lr, a larger quantize.max_float_nodes or a "
             "looser quantize.max_drop" + note
         )
     if info["drop"] is not None:
@@ -74,6 +74,10 @@ def ptq_then_qat(recipe, cfg, fp32, out, ptq: dict[str, Any], bundle, calib, val
         options.log.print(f"INT8 for {target} after QAT: validation drop {ptq['drop']:.2f} (PTQ) -> "
                           f"{info['drop']:.2f} points vs the FP32 student ({result['scales']} scales{extra})")
     return info
+
+
+def _epochs(count: int) -> str:
+    return f"{count} epoch{'s' if count != 1 else ''}"
 
 
 def run_fine_tune(recipe, fp32: Path, ptq: Path, out: Path, *, teacher, bundle, calib, val, checkpoint: Path,

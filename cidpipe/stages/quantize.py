@@ -9,6 +9,7 @@ reads the student and teacher stages. Each INT8 variant's metrics say which path
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -113,43 +114,20 @@ def _int8(
         from cidpipe.quantize.int8 import top1_agreement
 
         info["agreement"] = top1_agreement(fp32, out, val[0], target)
+        info["val_images"] = len(val[0])
+    from cidpipe.quantize.summary import int8_warnings, success_line
+
     options.log.print(
         f"INT8 for {target} ({cfg.calibration.method}, {info['calibration']['samples']} calibration images): "
-        + _measured(info, cfg.max_drop),
+        + success_line(info, cfg.max_drop, Path(fp32), Path(out)),
         highlight=False,
     )
-    _warn_below_bench_agreement(recipe, info, target, options)
+    warnings = int8_warnings(recipe, info, target, Path(fp32), Path(out))
+    for warning in warnings:
+        options.log.print(f"[yellow]warning[/]: {warning}", highlight=False)
+    if warnings:
+        info["warnings"] = warnings
     return info
-
-
-def _measured(info: dict[str, Any], max_drop: float | None) -> str:
-    """The success line's numbers. They are validation numbers: the gate's ``max_drop`` and the bench judge
-    the test split, so the line says which split it measured."""
-    if info.get("top1_int8") is None:
-        return "no validation split, drop measured by the bench"
-    budget = f" of the {max_drop:g}-point budget" if max_drop is not None else ""
-    return (
-        f"validation top-1 {info['top1_fp32']:.2f}% -> {info['top1_int8']:.2f}% (drop {info['drop']:.2f} "
-        f"points{budget}, {len(info['nodes_in_float'])} nodes kept in float; top-1 agreement with FP32 "
-        f"{info['agreement']:.1f}%); the gate and bench judge the test split"
-    )
-
-
-def _warn_below_bench_agreement(
-    recipe: Recipe, info: dict[str, Any], target: str, options: StageOptions
-) -> None:
-    """Said here, not first as the bench's 'exported-but-failed': the drop can meet the budget while many
-    predictions flip (right and wrong answers trade places), which ``bench.min_agreement`` refuses."""
-    agreement = info.get("agreement")
-    floor = recipe.bench.min_agreement
-    if agreement is None or not recipe.bench.enabled or agreement >= floor:
-        return
-    options.log.print(
-        f"[yellow]warning[/]: INT8 for {target} agrees with the FP32 model on {agreement:.1f}% of "
-        f"validation predictions, below bench.min_agreement {floor:g}%: the bench will likely mark it "
-        "exported-but-failed; lower bench.min_agreement if the accuracy drop is what matters to you",
-        highlight=False,
-    )
 
 
 QUANTIZE = QuantizeStage()

@@ -7,15 +7,13 @@ import copy
 
 import pytest
 import torch
-from rich.console import Console
 
 from cidpipe.config import validate_recipe
 from cidpipe.export.ort_run import make_session, run_onnx
 from cidpipe.export.torch2onnx import export_onnx
 from cidpipe.quantize.config import QuantizeConfig
 from cidpipe.quantize.int8 import quantize_static_int8, top1_agreement
-from cidpipe.stages.contract import StageOptions
-from cidpipe.stages.quantize import _measured, _warn_below_bench_agreement
+from cidpipe.quantize.summary import int8_warnings, success_line
 from tests.conftest import tiny_recipe_dict
 
 
@@ -43,26 +41,51 @@ def test_agreement_is_the_share_of_equal_predictions(fp32_onnx, trained_net, dig
     assert top1_agreement(fp32_onnx, other, x_val, "cpu") == pytest.approx(100 * (1 - flipped.mean()))
 
 
-def _warnings(tmp_path, agreement: float, **bench) -> str:
-    recipe = validate_recipe(tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, **bench}))
-    console = Console(record=True, width=300)
-    _warn_below_bench_agreement(recipe, {"agreement": agreement}, "cpu", StageOptions(console=console))
-    return console.export_text()
+def _files(tmp_path, fp32_bytes: int, int8_bytes: int):
+    (tmp_path / "fp32.onnx").write_bytes(b"x" * fp32_bytes)
+    (tmp_path / "int8.onnx").write_bytes(b"x" * int8_bytes)
+    return tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
+
+
+def _warnings(tmp_path, info: dict, int8_share: float = 0.25, max_drop: float = 0.5, **bench) -> list[str]:
+    recipe = validate_recipe(tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, **bench},
+                                              quantize={"enabled": True, "max_drop": max_drop}))
+    fp32, int8 = _files(tmp_path, 4000, int(4000 * int8_share))
+    return int8_warnings(recipe, {"val_images": 1000, **info}, "cpu", fp32, int8)
 
 
 def test_warns_when_the_bench_floor_would_refuse_the_artifact(tmp_path):
-    text = _warnings(tmp_path, 84.0, min_agreement=90)
+    (text,) = _warnings(tmp_path, {"agreement": 84.0}, min_agreement=90)
     assert "84.0% of validation predictions, below bench.min_agreement 90%" in text
     assert "exported-but-failed" in text and "lower bench.min_agreement" in text
-    assert _warnings(tmp_path, 95.0, min_agreement=90) == ""
-    assert _warnings(tmp_path, 84.0, min_agreement=90, enabled=False) == ""  # no bench, nothing to refuse
+    assert _warnings(tmp_path, {"agreement": 95.0}, min_agreement=90) == []
+    assert _warnings(tmp_path, {"agreement": 84.0}, min_agreement=90, enabled=False) == []  # no bench
 
 
-def test_success_line_names_the_split_budget_and_agreement():
-    info = {"top1_fp32": 91.0, "top1_int8": 90.6, "drop": 0.4, "nodes_in_float": ["a"], "agreement": 97.25}
-    line = _measured(info, 0.5)
-    assert line.startswith("validation top-1 91.00% -> 90.60% (drop 0.40 points of the 0.5-point budget")
-    assert "1 nodes kept in float; top-1 agreement with FP32 97.2%" in line
-    assert line.endswith("the gate and bench judge the test split")
-    assert "budget" not in _measured(info, None)
-    assert _measured({"top1_int8": None}, None) == "no validation split, drop measured by the bench"
+def test_warns_when_the_budget_is_finer_than_one_validation_image(tmp_path):
+    (text,) = _warnings(tmp_path, {"agreement": 100.0, "val_images": 32})
+    assert text.startswith("with 32 validation images one image is 3.12 points, so the 0.5-point budget "
+                           "allows not one more wrong prediction")
+    assert _warnings(tmp_path, {"agreement": 100.0, "val_images": 400}) == []  # 0.25 points an image
+
+
+def test_warns_when_int8_is_mostly_float(tmp_path):
+    info = {"agreement": 100.0, "float_stem": ["conv0"], "nodes_in_float": ["a", "b", "c"]}
+    (text,) = _warnings(tmp_path, info, int8_share=0.98)
+    assert text == ("INT8 for cpu is 98% of the FP32 size (the stem convolution and 3 sensitive nodes kept "
+                    "in float): expect little or no speed-up; the bench measures it")
+    assert _warnings(tmp_path, info, int8_share=0.3) == []
+
+
+def test_success_line_names_the_split_budget_images_agreement_and_sizes(tmp_path):
+    fp32, int8 = _files(tmp_path, 1_200_000, 330_000)
+    info = {"top1_fp32": 91.0, "top1_int8": 90.6, "drop": 0.4, "nodes_in_float": ["a"], "agreement": 97.25,
+            "val_images": 500, "float_stem": ["stem"]}
+    line = success_line(info, 0.5, fp32, int8)
+    assert line == ("validation top-1 91.00% -> 90.60% (drop 0.40 points of the 0.5-point budget, 500 "
+                    "images), top-1 agreement with FP32 97.2%; in float: the stem convolution and 1 "
+                    "sensitive node; 0.33 MB (FP32 1.20 MB); the gate and bench judge the test split")
+    assert "budget" not in success_line(info, None, fp32, int8)
+    all_int8 = {**info, "float_stem": [], "nodes_in_float": []}
+    assert "in float: nothing" in success_line(all_int8, 0.5, fp32, int8)
+    assert success_line({"top1_int8": None}, None, fp32, int8).startswith("no validation split")

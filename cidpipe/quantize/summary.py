@@ -1,0 +1,66 @@
+"""What the quantize stage says of an INT8 variant: one success line, and the warnings that foretell a later
+stage's verdict (the bench's agreement floor) or say what the numbers cannot show (a budget finer than one
+validation image, an INT8 artifact hardly smaller than FP32). The warnings are also kept in the variant's
+metrics (``warnings``), so ``--json`` and the manifest carry them too."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# An INT8 artifact at more than this share of the FP32 bytes keeps so much in float that it is unlikely to
+# be faster (a fully quantized graph is about a quarter).
+_MOSTLY_FLOAT = 0.6
+
+
+def success_line(info: dict[str, Any], max_drop: float | None, fp32: Path, int8: Path) -> str:
+    """The numbers are validation numbers: the gate's ``max_drop`` and the bench judge the test split."""
+    size = f"{_mb(int8)} (FP32 {_mb(fp32)})"
+    if info.get("top1_int8") is None:
+        return f"no validation split, drop measured by the bench; {size}"
+    budget = f" of the {max_drop:g}-point budget" if max_drop is not None else ""
+    return (
+        f"validation top-1 {info['top1_fp32']:.2f}% -> {info['top1_int8']:.2f}% (drop {info['drop']:.2f} "
+        f"points{budget}, {info['val_images']} images), top-1 agreement with FP32 {info['agreement']:.1f}%; "
+        f"in float: {_in_float(info)}; {size}; the gate and bench judge the test split"
+    )
+
+
+def int8_warnings(recipe, info: dict[str, Any], target: str, fp32: Path, int8: Path) -> list[str]:
+    warnings = []
+    agreement, floor = info.get("agreement"), recipe.bench.min_agreement
+    if agreement is not None and recipe.bench.enabled and agreement < floor:
+        # The drop can meet the budget while many predictions flip (right and wrong answers trade places).
+        warnings.append(
+            f"INT8 for {target} agrees with the FP32 model on {agreement:.1f}% of validation predictions, "
+            f"below bench.min_agreement {floor:g}%: the bench will likely mark it exported-but-failed; lower "
+            "bench.min_agreement if the accuracy drop is what matters to you"
+        )
+    images, max_drop = info.get("val_images"), recipe.quantize.max_drop
+    if images and max_drop is not None and max_drop < 100.0 / images:
+        warnings.append(
+            f"with {images} validation images one image is {100.0 / images:.2f} points, so the "
+            f"{max_drop:g}-point budget allows not one more wrong prediction; use more validation images "
+            "(data.val_fraction) or a larger quantize.max_drop"
+        )
+    ratio = int8.stat().st_size / max(1, fp32.stat().st_size)
+    if ratio > _MOSTLY_FLOAT:
+        warnings.append(
+            f"INT8 for {target} is {ratio:.0%} of the FP32 size ({_in_float(info)} kept in float): expect "
+            "little or no speed-up; the bench measures it"
+        )
+    return warnings
+
+
+def _in_float(info: dict[str, Any]) -> str:
+    parts = []
+    if info.get("float_stem"):
+        parts.append("the stem convolution")
+    sensitive = len(info.get("nodes_in_float") or [])
+    if sensitive:
+        parts.append(f"{sensitive} sensitive node{'s' if sensitive != 1 else ''}")
+    return " and ".join(parts) or "nothing"
+
+
+def _mb(path: Path) -> str:
+    return f"{path.stat().st_size / 1e6:.2f} MB"
