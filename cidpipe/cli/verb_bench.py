@@ -6,7 +6,17 @@ from typing import Annotated
 
 import typer
 
-from cidpipe.cli.common import ForceOpt, JsonOpt, SetOpt, emit_json, resolve_target, stage_options, stdout
+from cidpipe.cli.common import (
+    ForceOpt,
+    JsonOpt,
+    SetOpt,
+    emit_json,
+    keep_recipe_of,
+    resolve_target,
+    save_run_recipe,
+    stage_options,
+    stdout,
+)
 
 
 def bench(
@@ -53,7 +63,9 @@ def bench(
         result = run_bench(recipe, options)
     except BenchDeviceFailures as failed:
         failed.result = failed.manifest.metrics  # --json: the published rows ride on the error reply
+        save_run_recipe(recipe)  # the rows are published: the run's recipe is the one that measured them
         raise
+    keep_recipe_of(result, recipe)
     if json_:
         emit_json(result.manifest.metrics)
     elif result.cached:  # a user typing `bench` wants the numbers, also when nothing needed measuring

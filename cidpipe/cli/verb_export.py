@@ -10,7 +10,15 @@ from typing import Annotated
 
 import typer
 
-from cidpipe.cli.common import ForceOpt, JsonOpt, SetOpt, resolve_target, stage_options, stdout
+from cidpipe.cli.common import (
+    ForceOpt,
+    JsonOpt,
+    SetOpt,
+    keep_recipe_of,
+    resolve_target,
+    stage_options,
+    stdout,
+)
 from cidpipe.cli.tables import result_json
 from cidpipe.export.formats import export_targets, formats_help, formats_json, target_formats, validate_flags
 
@@ -74,13 +82,13 @@ def export(
     if fmt.family == TRT_TARGET:
         from cidpipe.stages.trt import run_trt
 
-        result = run_trt(
-            recipe.model_copy(update={"export": _with_target(recipe.export, TRT_TARGET)}), options
-        )
+        recipe = recipe.model_copy(update={"export": _with_target(recipe.export, TRT_TARGET)})
+        result = run_trt(recipe, options)
     else:
         from cidpipe.stages.export import run_export
 
         result = run_export(recipe, options, source_dir=stage)
+    keep_recipe_of(result, recipe)
     if json_:
         from cidpipe.cli.common import emit_json
 

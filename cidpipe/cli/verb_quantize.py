@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from cidpipe.cli.common import ForceOpt, JsonOpt, SetOpt, emit_json, resolve_target, stage_options, stdout
+from cidpipe.cli.common import (
+    ForceOpt,
+    JsonOpt,
+    SetOpt,
+    emit_json,
+    keep_recipe_of,
+    resolve_target,
+    stage_options,
+    stdout,
+)
 from cidpipe.cli.tables import result_json
 
 
@@ -53,6 +62,7 @@ def quantize(
             overrides.append(f"quantize.{key}={value}")
     recipe, _ = resolve_target(target, overrides)
     result = run_quantize(recipe, stage_options("cpu", force))
+    keep_recipe_of(result, recipe)
     if json_:
         emit_json(result_json(result))
     else:
