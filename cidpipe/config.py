@@ -162,7 +162,19 @@ def _explain(err: ValidationError, source: str, raw: Any = None) -> ConfigError:
     value = first.get("input")
     shown = f" (got {value!r})" if not isinstance(value, dict) else ""
     message = first["msg"].removeprefix("Value error, ")  # pydantic's wrapping of a validator's ValueError
+    if raw is not None:
+        message = _with_union_alternatives(message, err.errors(), dotted, raw)
     return ConfigError(f"{source}: '{dotted}': {message}{shown}")
+
+
+def _with_union_alternatives(message: str, errors: list, dotted: str, raw: Any) -> str:
+    """A union (``bool | 'auto'``) fails once per member at the same key: say every accepted form, not only
+    the first member's ("should be a valid boolean" for a key that also takes 'auto')."""
+    wanted = [e["msg"] for e in errors[1:] if _user_path(tuple(e["loc"]), raw) == dotted]
+    if not wanted or not all(m.startswith("Input should be ") for m in [message, *wanted]):
+        return message
+    forms = [m.removeprefix("Input should be ").split(", ")[0] for m in [message, *wanted]]
+    return "Input should be " + " or ".join(dict.fromkeys(forms))
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:

@@ -12,6 +12,7 @@ from pydantic import (
     SerializationInfo,
     SerializerFunctionWrapHandler,
     Tag,
+    WithJsonSchema,
     model_serializer,
     model_validator,
 )
@@ -23,6 +24,19 @@ from cidpipe.sections import Section, for_display
 # below 8 px the CIFAR-style models (three stride-2 stages) have less than one feature pixel left;
 # above 4096 px one RGB image is 50 MB as uint8 (a batch of 64 over 3 GB), beyond any classifier here.
 ImageSide = Annotated[int, Field(ge=8, le=4096)]
+
+
+def _auto_or_values(value: Any) -> str:
+    # The scalar member of mean/std: 'auto' is the only scalar; say what else the key takes.
+    if value != "auto":
+        raise ValueError("give 'auto' or one value per channel on the 0..1 scale, e.g. [0.5, 0.5, 0.5]")
+    return value
+
+
+# Validated as 'auto' by _auto_or_values (to name the list form in its error), documented as the literal.
+AutoOnly = Annotated[
+    Any, AfterValidator(_auto_or_values), WithJsonSchema({"const": "auto", "type": "string"})
+]
 
 
 def _by_python_type(scalar_tag: str, list_tag: str):
@@ -44,9 +58,9 @@ def _on_unit_scale(values: list[float]) -> list[float]:
 
 ChannelValues = Annotated[list[float], AfterValidator(_on_unit_scale)]
 ChannelStds = Annotated[list[Annotated[float, Field(gt=0)]], AfterValidator(_on_unit_scale)]
-Mean = Annotated[Annotated[Literal["auto"], Tag("auto")] | Annotated[ChannelValues, Tag("values")],
+Mean = Annotated[Annotated[AutoOnly, Tag("auto")] | Annotated[ChannelValues, Tag("values")],
                  _by_python_type("auto", "values")]
-Std = Annotated[Annotated[Literal["auto"], Tag("auto")] | Annotated[ChannelStds, Tag("values")],
+Std = Annotated[Annotated[AutoOnly, Tag("auto")] | Annotated[ChannelStds, Tag("values")],
                 _by_python_type("auto", "values")]
 # Keys added after runs were published: left out of the dumps (and so of stage ids) at these defaults.
 _OMIT_AT_DEFAULT = {"mean": None, "std": None, "transforms": None}

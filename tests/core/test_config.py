@@ -76,6 +76,22 @@ def test_a_bad_set_value_inside_a_list_is_blamed_on_the_flag(tmp_path):
     assert str(err.value).startswith(f"--set data.input_size=[4, 16] (on {recipe}): 'data.input_size[0]'")
 
 
+@pytest.mark.parametrize("override, message", [
+    ("quantize.qat.enabled=maybe",
+     "'quantize.qat.enabled': Input should be a valid boolean or 'auto' (got 'maybe')"),
+    ("data.mean=0.5",
+     "'data.mean': give 'auto' or one value per channel on the 0..1 scale, e.g. [0.5, 0.5, 0.5] (got 0.5)"),
+    ("data.std=none", "'data.std': give 'auto' or one value per channel"),
+])
+def test_a_key_of_several_forms_names_every_form_it_takes(tmp_path, override, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("name: r\nteacher: {model: {arch: resnet8}}\n")
+    with pytest.raises(ConfigError) as err:
+        load_recipe(recipe, [override])
+    assert message in str(err.value)
+    assert load_recipe(recipe, ["data.mean=auto", "quantize.qat.enabled=auto"]).data.mean == "auto"
+
+
 def test_the_shown_recipe_has_every_key_and_reads_back_to_the_same_ids(tmp_path):
     """`recipes show` and runs/<name>/recipe.yaml show the keys the ids leave out at their defaults
     (quantize.qat, select, the documented model.weights), and reading that back changes no id."""
