@@ -154,6 +154,24 @@ def resolve_target(
     return recipe_from_cli(target, overrides, out=out), None
 
 
+def resolve_target_with_flags(
+    target: str, overrides: list[str] | None, flags: dict[str, str]
+) -> tuple[Recipe, Path | None]:
+    """:func:`resolve_target` with a verb's own options given as ``{override: flag}``
+    (``{"quantize.mode=int4": "--mode int4"}``): a bad value is blamed on the flag the user typed, not on a
+    ``--set`` they never wrote."""
+    from cidpipe.errors import ConfigError
+
+    try:
+        return resolve_target(target, [*(overrides or []), *flags])
+    except ConfigError as err:
+        text = str(err)
+        for override, flag in flags.items():
+            if text.startswith(f"--set {override} ("):
+                raise ConfigError(flag + text[len(f"--set {override}"):]) from None
+        raise
+
+
 def _refuse_unfinished_stage(path: Path, target: str) -> None:
     """``runs/q/student`` where the run has no finished student: say which verb makes it, not "no recipe
     named runs/q/student" (the path is read as a recipe name once it is not a directory)."""

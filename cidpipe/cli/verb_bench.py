@@ -12,7 +12,7 @@ from cidpipe.cli.common import (
     SetOpt,
     emit_json,
     keep_recipe_of,
-    resolve_target,
+    resolve_target_with_flags,
     save_run_recipe,
     stage_options,
     stdout,
@@ -47,18 +47,19 @@ def bench(
     """Benchmark the run's artifacts.  Example: cidpipe bench runs/quickstart --device jetson"""
     from cidpipe.stages.bench import BenchDeviceFailures, run_bench
 
-    overrides = list(set_ or [])
+    flags = {}
     if on:
-        overrides.append(f"bench.devices=[{', '.join(on)}]")
+        flags[f"bench.devices=[{', '.join(on)}]"] = " ".join(f"--device {name}" for name in on)
     for key, value in (("inventory", inventory), ("runs", runs), ("threads", threads)):
         if value is not None:
-            overrides.append(f"bench.{key}={value}")
+            flags[f"bench.{key}={value}"] = f"--{key} {value}"
     if batch_sizes is not None:
-        overrides.append(f"bench.batch_sizes=[{', '.join(map(str, parse_batch_sizes(batch_sizes)))}]")
+        flags[f"bench.batch_sizes=[{', '.join(map(str, parse_batch_sizes(batch_sizes)))}]"] = (
+            f"--batch-sizes {batch_sizes}")
     if tolerate_device_failures:
-        overrides.append("bench.tolerate_device_failures=true")
+        flags["bench.tolerate_device_failures=true"] = "--tolerate-device-failures"
     options = stage_options(torch_device, force, option="--torch-device")
-    recipe, _ = resolve_target(target, overrides)
+    recipe, _ = resolve_target_with_flags(target, set_, flags)
     try:
         result = run_bench(recipe, options)
     except BenchDeviceFailures as failed:

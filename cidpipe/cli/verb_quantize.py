@@ -12,7 +12,7 @@ from cidpipe.cli.common import (
     SetOpt,
     emit_json,
     keep_recipe_of,
-    resolve_target,
+    resolve_target_with_flags,
     stage_options,
     stdout,
 )
@@ -49,18 +49,18 @@ def quantize(
     """Quantize the exported model.  Example: cidpipe quantize runs/quickstart --max-drop 0.5 --qat"""
     from cidpipe.stages.quantize import run_quantize
 
-    overrides = list(set_ or [])
-    for key, value in (
-        ("mode", mode),
-        ("calibration.method", calibration),
-        ("calibration.samples", samples),
-        ("max_drop", max_drop),
-        ("target", quant_target),
-        ("qat.enabled", None if qat is None else str(qat).lower()),
+    flags = {}
+    for key, value, flag in (
+        ("mode", mode, "--mode"),
+        ("calibration.method", calibration, "--calibration"),
+        ("calibration.samples", samples, "--samples"),
+        ("max_drop", max_drop, "--max-drop"),
+        ("target", quant_target, "--for"),
+        ("qat.enabled", None if qat is None else str(qat).lower(), "--qat"),
     ):
         if value is not None:
-            overrides.append(f"quantize.{key}={value}")
-    recipe, _ = resolve_target(target, overrides)
+            flags[f"quantize.{key}={value}"] = f"{flag} {value}"
+    recipe, _ = resolve_target_with_flags(target, set_, flags)
     result = run_quantize(recipe, stage_options("cpu", force))
     keep_recipe_of(result, recipe)
     if json_:

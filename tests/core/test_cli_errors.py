@@ -227,3 +227,14 @@ def test_dry_run_finds_pretrained_weights_that_cannot_be_had(tmp_path):
     result = run_cli("run", str(recipe), "--dry-run", env=env)
     needle = "pretrained weights for timm:resnet10t are not in the local cache"
     _assert_clean_failure(result, 4, needle, tmp_path)
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["quantize", "quickstart", "--mode", "int4"], "--mode int4"),
+    (["bench", "quickstart", "--runs", "0"], "--runs 0"),
+])
+def test_a_bad_option_value_is_blamed_on_the_option_typed(tmp_path, args, flag):
+    """The verbs turn their options into recipe overrides; the error names the option, not a --set."""
+    result = run_cli(*args, cwd=tmp_path)
+    _assert_clean_failure(result, 2, f"error: {flag} (on ", tmp_path)
+    assert "--set" not in result.stderr
