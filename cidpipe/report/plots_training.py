@@ -44,8 +44,11 @@ def training_curves_figure(run: RunData) -> Figure | None:
 
 
 def series(history: list[dict[str, Any]], read) -> tuple[list[float], list[float]]:
-    """(epochs, values) with NaN where an epoch lacks the value, so the line shows a gap, not a fake point."""
-    epochs = [float(entry.get("epoch", index)) for index, entry in enumerate(history)]
+    """(epochs, values) with NaN where an epoch lacks the value, so the line shows a gap, not a fake point.
+
+    Epochs are counted from 1, as the console's "epoch 1/3" and the report's best epoch are (the history
+    records count from 0)."""
+    epochs = [float(entry.get("epoch", index)) + 1 for index, entry in enumerate(history)]
     values = [read(entry) for entry in history]
     return epochs, [math.nan if value is None else float(value) for value in values]
 

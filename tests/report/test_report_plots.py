@@ -100,6 +100,9 @@ def test_training_curves_separate_teacher_ce_from_student_parts(real_run: Path) 
     (teacher_line,) = teacher_axes.get_lines()
     assert teacher_line.get_label() == "teacher CE"
     assert list(teacher_line.get_ydata()) == pytest.approx([e["parts"]["ce"] for e in teacher_history])
+    # Counted from 1 as the console's "epoch 1/N" (the records count from 0).
+    assert list(teacher_line.get_xdata()) == [e["epoch"] + 1 for e in teacher_history]
+    assert teacher_line.get_xdata()[0] == 1
     history = run.metrics("student")["history"]
     lines = {line.get_label().split()[0]: line for line in student_axes.get_lines()}
     assert set(lines) == {"total", "ce", "kd", "sample", "class"}  # CID's parts, exactly as logged
