@@ -139,7 +139,18 @@ def _import_teacher(recipe: Recipe, work: StageWork, bundle, model, source, opti
         "imported_from": str(path),
         "data": bundle.describe(),
     }
-    options.log.print(f"imported teacher weights from {path}: test top-1 {metrics['test_top1']:.2f}%")
+    # What the weights were judged on, in the recipe's terms: a teacher trained at 224 px and measured on
+    # 32 px images loses accuracy without being near chance, and nothing else would say why.
+    side = "x".join(str(d) for d in bundle.input_shape[1:])
+    hint = (" (teacher.input)" if recipe.teacher.input is not None else
+            " (data.input_size, data.mean/std); if it was trained at another size or normalisation, set "
+            "teacher.input to those")
+    options.log.print(
+        f"imported teacher weights from {path}: test top-1 {metrics['test_top1']:.2f}% on {side} px "
+        f"images{hint}",
+        highlight=False,
+        soft_wrap=True,  # one line in a log, however long the path
+    )
     warning = near_chance_warning(metrics["test_top1"], bundle.num_classes)
     if warning:
         options.log.print(f"[yellow]warning[/]: {warning}", highlight=False)

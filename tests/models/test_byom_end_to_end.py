@@ -75,6 +75,8 @@ def test_native_weights_image_folder_and_two_input_sizes(tmp_path):
     assert done.returncode == 0, done.stderr[-4000:]
     assert "re-initialised" in done.stderr  # the student's 1000-class head was reset, and the log says so
     assert "resized to [3, 40, 40]" in done.stderr  # the teacher sees its own input size
+    assert f"imported teacher weights from {teacher_weights}: test top-1 " in done.stderr
+    assert "% on 40x40 px images (teacher.input)\n" in done.stderr  # what the weights were judged on
 
     run_dir = tmp_path / "runs" / "byom"
     teacher = read_manifest(run_dir / "teacher", "teacher")

@@ -32,6 +32,9 @@ def test_an_untrained_imported_teacher_is_flagged(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     text = " ".join(proc.stderr.split())
     assert "warning: the imported teacher scores" in text and "check that teacher.input" in text
+    size = tiny_recipe_dict(tmp_path)["data"]["input_size"]
+    assert (f"% on {size}x{size} px images (data.input_size, data.mean/std); if it was trained at another "
+            "size or normalisation, set teacher.input to those") in text
     metrics = json.loads((tmp_path / "runs" / "tiny" / "teacher" / "manifest.json").read_text())["metrics"]
     assert metrics["warnings"] and metrics["test_top1"] < 15.0
 
