@@ -198,11 +198,3 @@ def save_run_recipe(recipe: Recipe) -> None:
     from cidpipe.pipeline import write_run_recipe
 
     write_run_recipe(recipe)
-
-
-def keep_recipe_of(result, recipe: Recipe) -> None:
-    """After a single-stage verb: a stage it published was made with ``recipe`` (its --set overrides
-    included), so the run's recipe.yaml, which the gate and the report read, is that one now; a cached
-    stage changes nothing, as with `cidpipe run`."""
-    if not result.cached:
-        save_run_recipe(recipe)

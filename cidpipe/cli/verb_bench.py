@@ -11,9 +11,7 @@ from cidpipe.cli.common import (
     JsonOpt,
     SetOpt,
     emit_json,
-    keep_recipe_of,
     resolve_target_with_flags,
-    save_run_recipe,
     stage_options,
     stdout,
 )
@@ -64,9 +62,7 @@ def bench(
         result = run_bench(recipe, options)
     except BenchDeviceFailures as failed:
         failed.result = failed.manifest.metrics  # --json: the published rows ride on the error reply
-        save_run_recipe(recipe)  # the rows are published: the run's recipe is the one that measured them
         raise
-    keep_recipe_of(result, recipe)
     if json_:
         emit_json(result.manifest.metrics)
     elif result.cached:  # a user typing `bench` wants the numbers, also when nothing needed measuring

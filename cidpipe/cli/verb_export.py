@@ -14,7 +14,6 @@ from cidpipe.cli.common import (
     ForceOpt,
     JsonOpt,
     SetOpt,
-    keep_recipe_of,
     resolve_target,
     stage_options,
     stdout,
@@ -88,7 +87,6 @@ def export(
         from cidpipe.stages.export import run_export
 
         result = run_export(recipe, options, source_dir=stage)
-    keep_recipe_of(result, recipe)
     if json_:
         from cidpipe.cli.common import emit_json
 

@@ -11,7 +11,6 @@ from cidpipe.cli.common import (
     JsonOpt,
     SetOpt,
     emit_json,
-    keep_recipe_of,
     resolve_target_with_flags,
     stage_options,
     stdout,
@@ -62,7 +61,6 @@ def quantize(
             flags[f"quantize.{key}={value}"] = f"{flag} {value}"
     recipe, _ = resolve_target_with_flags(target, set_, flags)
     result = run_quantize(recipe, stage_options("cpu", force))
-    keep_recipe_of(result, recipe)
     if json_:
         emit_json(result_json(result))
     else:

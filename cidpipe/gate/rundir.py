@@ -49,6 +49,33 @@ class RunData:
                 return str(value)
         return None
 
+    def stages_made_with_another_recipe(self) -> list[str]:
+        """Stages whose settings are not what recipe.yaml gives them: a single-stage verb with --set values
+        (or an edited recipe) made them, while recipe.yaml, which only `run` and the training verbs write,
+        holds the older settings. Empty when recipe.yaml is missing or does not validate."""
+        import json
+
+        from cidpipe.config import validate_recipe
+        from cidpipe.errors import CidpipeError
+        from cidpipe.pipeline import stage_named
+        from cidpipe.untrusted import load_yaml_text
+
+        if self.recipe_text is None:
+            return []
+        try:
+            recipe = validate_recipe(load_yaml_text(self.recipe_text, "recipe.yaml"))
+        except (CidpipeError, ValueError):
+            return []
+        different = []
+        for name, manifest in self.manifests.items():
+            try:
+                expected = json.loads(json.dumps(stage_named(name).config(recipe), default=str))
+            except (CidpipeError, OSError, KeyError, ValueError):
+                continue  # e.g. weights the recipe names are gone: nothing to compare with
+            if manifest.get("config") is not None and manifest["config"] != expected:
+                different.append(name)
+        return different
+
     def metrics(self, stage: str) -> dict[str, Any]:
         return self.manifests.get(stage, {}).get("metrics") or {}
 

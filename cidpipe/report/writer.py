@@ -121,7 +121,14 @@ def _run_blocks(run: RunData, level: int, curves: Image | None, scatter: Image |
     if curves is not None:
         blocks += [Heading("Training curves", level), curves]
     if run.recipe_text is not None:
-        blocks += [Heading("Recipe", level), Collapsible("recipe.yaml (resolved)", run.recipe_text, "yaml")]
+        blocks += [Heading("Recipe", level)]
+        other = run.stages_made_with_another_recipe()
+        if other:
+            blocks.append(Paragraph(
+                f"Made with other settings than this recipe.yaml gives them (a verb's --set values, or an "
+                f"edited recipe): {', '.join(other)}; their settings are in their manifests' config, and the "
+                "recipe id above is the latest stage's."))
+        blocks.append(Collapsible("recipe.yaml (resolved)", run.recipe_text, "yaml"))
     blocks += [Heading("Provenance", level), env_table(run), hash_table(run)]
     device_state = device_state_table(run)
     if device_state is not None:
