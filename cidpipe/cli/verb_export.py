@@ -10,14 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cidpipe.cli.common import (
-    ForceOpt,
-    JsonOpt,
-    SetOpt,
-    resolve_target,
-    stage_options,
-    stdout,
-)
+from cidpipe.cli.common import ForceOpt, JsonOpt, SetOpt, resolve_target, stage_options, stdout
 from cidpipe.cli.tables import result_json
 from cidpipe.export.formats import export_targets, formats_help, formats_json, target_formats, validate_flags
 
@@ -81,8 +74,9 @@ def export(
     if fmt.family == TRT_TARGET:
         from cidpipe.stages.trt import run_trt
 
-        recipe = recipe.model_copy(update={"export": _with_target(recipe.export, TRT_TARGET)})
-        result = run_trt(recipe, options)
+        result = run_trt(
+            recipe.model_copy(update={"export": _with_target(recipe.export, TRT_TARGET)}), options
+        )
     else:
         from cidpipe.stages.export import run_export
 
