@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from cidpipe.gate.numbers import bytes_to_mb, format_value
+
 # An INT8 artifact at more than this share of the FP32 bytes keeps so much in float that it is unlikely to
 # be faster (a fully quantized graph is about a quarter).
 _MOSTLY_FLOAT = 0.6
@@ -63,4 +65,5 @@ def _in_float(info: dict[str, Any]) -> str:
 
 
 def _mb(path: Path) -> str:
-    return f"{path.stat().st_size / 1e6:.2f} MB"
+    # Written as the bench table, gate and report write sizes.
+    return format_value(bytes_to_mb(path.stat().st_size), "MB")

@@ -84,7 +84,7 @@ def test_success_line_names_the_split_budget_images_agreement_and_sizes(tmp_path
     line = success_line(info, 0.5, fp32, int8)
     assert line == ("validation top-1 91.00% -> 90.60% (drop 0.40 points of the 0.5-point budget, 500 "
                     "images), top-1 agreement with FP32 97.2%; in float: the stem convolution and 1 "
-                    "sensitive node; 0.33 MB (FP32 1.20 MB); the gate and bench judge the test split")
+                    "sensitive node; 0.330 MB (FP32 1.20 MB); the gate and bench judge the test split")
     assert "budget" not in success_line(info, None, fp32, int8)
     all_int8 = {**info, "float_stem": [], "nodes_in_float": []}
     assert "in float: nothing" in success_line(all_int8, 0.5, fp32, int8)

@@ -134,11 +134,12 @@ def check_imagefolder_available(cfg: DataConfig) -> None:
             raise DataError(f"{part / extra} is a class not present in the training folders; use the "
                             f"same class folders in train/ and {part.name}/")
         train_classes = names if train_classes is None else train_classes
-        with_images = [d for d in folders if _first_image(d) is not None]
-        if not with_images:
+        if not any(_first_image(d) is not None for d in folders):
             raise DataError(f"{part} has class folders but no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
-        if part == parts[0] and len(with_images) < len(folders):
-            raise _untrainable_class(next(d for d in folders if d not in with_images))
+        if part == parts[0]:  # the training folders: every class the model learns needs an image
+            empty = next((d for d in folders if _first_image(d) is None), None)
+            if empty is not None:
+                raise _untrainable_class(empty)
 
 
 @register_dataset("imagefolder", check=check_imagefolder_available)
