@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -198,8 +199,11 @@ def verify_artifacts(stage_dir: Path, manifest: Manifest) -> str | None:
     return None
 
 
-def cache_status(stage_dir: Path, expected_id: str) -> tuple[bool, str]:
-    """(reusable, reason) for the plan printed by `cidpipe run --dry-run`."""
+def cache_status(
+    stage_dir: Path, expected_id: str, *, describe_change: Callable[[Manifest], str] | None = None
+) -> tuple[bool, str]:
+    """(reusable, reason) for the plan printed by `cidpipe run --dry-run`; ``describe_change`` says what
+    differs when the finished stage has another id (cidpipe.stage_changes)."""
     if not (Path(stage_dir) / MANIFEST_NAME).is_file():
         return False, "not run yet"
     try:
@@ -207,7 +211,7 @@ def cache_status(stage_dir: Path, expected_id: str) -> tuple[bool, str]:
     except (UsageError, ModelError) as err:
         return False, f"manifest not trusted ({str(err).split(';')[0]})"
     if manifest.id != expected_id:
-        return False, "config or a parent changed"
+        return False, describe_change(manifest) if describe_change else "config or a parent changed"
     problem = verify_artifacts(Path(stage_dir), manifest)
     if problem:
         return False, problem

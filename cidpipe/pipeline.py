@@ -20,7 +20,8 @@ from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe, dump_recipe_yaml
 from cidpipe.debris import prune_on_error
 from cidpipe.errors import CidpipeError, ModelError, UsageError
-from cidpipe.manifest import StageWork, cache_status, read_manifest, stage_id, verify_artifacts
+from cidpipe.manifest import Manifest, StageWork, cache_status, read_manifest, stage_id, verify_artifacts
+from cidpipe.stage_changes import describe_change
 from cidpipe.stages.bench import BENCH
 from cidpipe.stages.contract import Parent, PipelineResult, Plan, Stage, StageOptions, StageResult
 from cidpipe.stages.distill import STUDENT
@@ -72,8 +73,14 @@ def _parent_ids(stage: Stage, recipe: Recipe, ids: dict[str, str]) -> dict[str, 
     return {name: ids[name] for name in stage.parents(recipe)}
 
 
-def _reusable(stage: Stage, recipe: Recipe, directory: Path, expected_id: str) -> tuple[bool, str]:
-    ok, reason = cache_status(directory, expected_id)
+def _reusable(
+    stage: Stage, recipe: Recipe, directory: Path, expected_id: str, parents: dict[str, str]
+) -> tuple[bool, str]:
+    def what_changed(manifest: Manifest) -> str:
+        return describe_change(manifest, stage.config(recipe), parents,
+                               lambda key: stage.recipe_key(recipe, key))
+
+    ok, reason = cache_status(directory, expected_id, describe_change=what_changed)
     if not ok:
         return ok, reason
     return stage.reusable(recipe, read_manifest(directory, stage.name))
@@ -104,7 +111,8 @@ def make_plan(
         elif force:
             plan.append(Plan(stage.name, "run", "--force", planned_id))
         else:
-            reusable, reason = _reusable(stage, recipe, stage.dir(recipe), planned_id)
+            reusable, reason = _reusable(stage, recipe, stage.dir(recipe), planned_id,
+                                         _parent_ids(stage, recipe, ids))
             plan.append(Plan(stage.name, "cached" if reusable else "run", reason, planned_id))
     return plan
 
@@ -240,7 +248,7 @@ def run_stage(
         recipe_id=recipe.recipe_id(),
     )
     if not options.force:
-        reusable, _reason = _reusable(stage, recipe, work.stage_dir, work.id)
+        reusable, _reason = _reusable(stage, recipe, work.stage_dir, work.id, work.parents)
         if reusable:
             options.log.print(
                 f"[green]cached[/] {stage.name} ({work.stage_dir}) — same config, parents and artifacts"

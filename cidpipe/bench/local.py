@@ -7,6 +7,7 @@ on with the next one; see cidpipe/bench/result.py for the status definitions.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -167,8 +168,10 @@ def bench_local(
     ref_pred: np.ndarray | None,
     cfg: BenchConfig,
     device: str = "cpu",
+    announce: Callable[[str], None] | None = None,
 ) -> list[BenchResult]:
-    """One BenchResult per (artifact, batch size), in input order.
+    """One BenchResult per (artifact, batch size), in input order; ``announce`` is told each measurement
+    as it starts (a large model's accuracy pass and timed runs take minutes: the user sees which one).
 
     ``device`` is where the torch artifacts run ("cpu" | "cuda"); artifacts whose backend is not in
     ``cfg.backends`` are skipped. With ``cfg.torch_compile`` a torch artifact gets a second set of rows,
@@ -185,7 +188,12 @@ def bench_local(
             backend_name = spec.backend or backend_for_format(spec.format)
             if backend_name not in cfg.backends:
                 continue
-            results.extend(_bench_one(spec, eval_x, eval_y, ref_pred, cfg, device))
-            if backend_name == "torch" and cfg.torch_compile:
-                results.extend(_bench_one(spec, eval_x, eval_y, ref_pred, cfg, device, compile=True))
+            compiles = (False, True) if backend_name == "torch" and cfg.torch_compile else (False,)
+            for compile in compiles:
+                if announce is not None:
+                    extras = ([] if backend_name in spec.name else [backend_name]) + ["compiled"] * compile
+                    label = spec.name + (f" ({', '.join(extras)})" if extras else "")
+                    announce(f"{label}: top-1 on {len(eval_y)} test images, then latency at batch "
+                             f"{', '.join(map(str, cfg.batch_sizes))}")
+                results.extend(_bench_one(spec, eval_x, eval_y, ref_pred, cfg, device, compile=compile))
     return results

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,16 +22,21 @@ def failure_kind(err: CidpipeError) -> str | None:
 
 
 def bench_remote(
-    device_name: str, artifacts: list[ArtifactSpec], eval_npz: Path, recipe: Recipe
+    device_name: str, artifacts: list[ArtifactSpec], eval_npz: Path, recipe: Recipe,
+    announce: Callable[[str], None] = lambda _: None,
 ) -> list[BenchResult]:
+    """The rows of ``device_name``; ``announce`` is told each measurement as it starts."""
     device = load_inventory(recipe.bench.inventory).get_device(device_name)
     rows: list[BenchResult] = []
     for spec in artifacts:
         if spec.format.startswith("onnx"):
+            announce(f"{spec.name} (onnxruntime on {device_name}, over SSH): copy, top-1 and latency at "
+                     f"batch {', '.join(map(str, recipe.bench.batch_sizes))}")
             rows += _runtime_rows(device, spec, eval_npz, recipe)
     from cidpipe.stages.trt import wants_engine
 
     if device.kind == "jetson" and wants_engine(recipe):
+        announce(f"TensorRT engine on {device_name}: trtexec builds and times it on the board")
         rows += _jetson_trt_rows(device, artifacts, recipe)
     return rows
 

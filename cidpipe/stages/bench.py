@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from cidpipe.config import Recipe
 from cidpipe.errors import DeviceError, UsageError
 from cidpipe.manifest import Manifest, StageWork, read_manifest
@@ -48,6 +50,9 @@ class BenchStage(Stage):
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return recipe.bench.model_dump(mode="json", exclude=_NOT_IN_ID)
+
+    def recipe_key(self, recipe: Recipe, key: str) -> str:
+        return f"bench.{key}"
 
     def validate(self, recipe: Recipe) -> None:
         from cidpipe.preflight import check_devices
@@ -128,6 +133,10 @@ def measure(recipe: Recipe, inputs: dict[str, Parent], options: StageOptions) ->
 
     cfg = recipe.bench
     groups = artifacts_by_role(recipe, inputs)
+
+    def say(what: str) -> None:  # one line per measurement as it starts: a big model's bench takes minutes
+        options.log.print(f"[dim]bench:[/] {escape(what)}", highlight=False, soft_wrap=True)
+
     results = []
     reference: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="cidpipe-bench-") as tmp:
@@ -147,10 +156,10 @@ def measure(recipe: Recipe, inputs: dict[str, Parent], options: StageOptions) ->
             np.savez(eval_npz, x=x, y=y, ref_pred=ref_pred)
             for device_name in cfg.devices:
                 if device_name == "local":
-                    rows = bench_local(specs, x, y, ref_pred, cfg, device=options.device)
+                    rows = bench_local(specs, x, y, ref_pred, cfg, device=options.device, announce=say)
                 else:
                     rows = bench_remote(
-                        device_name, [s for s in specs if s.path is not None], eval_npz, recipe
+                        device_name, [s for s in specs if s.path is not None], eval_npz, recipe, say
                     )
                 for row in rows:
                     row.role = role

@@ -109,6 +109,10 @@ class Stage:
         """The part of the recipe that, with the parents' ids, makes this stage's id."""
         return {}
 
+    def recipe_key(self, recipe: Recipe, key: str) -> str:
+        """The recipe's name for ``key``, a dotted key of :meth:`config` (the plan names changed keys)."""
+        return key
+
     def validate(self, recipe: Recipe) -> None:
         """Refuse at plan time what ``build`` would refuse later (raise a CidpipeError)."""
 

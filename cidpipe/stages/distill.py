@@ -38,6 +38,16 @@ class StudentStage(TrainingStage):
             config["reuse_teacher_outputs"] = True
         return self.with_weights_sha(config, recipe.student.model, "student_weights_sha256")
 
+    def recipe_key(self, recipe: Recipe, key: str) -> str:
+        head, _, rest = key.partition(".")
+        if head == "method":
+            return "distill.method"
+        if head == "method_config":  # the section of the method the stage was planned with
+            return f"distill.{recipe.distill.method}" + (f".{rest}" if rest else "")
+        if head == "reuse_teacher_outputs":
+            return "distill.reuse_teacher_outputs"
+        return super().recipe_key(recipe, key)
+
     def build(
         self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions
     ) -> Built | None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from cidpipe.config import Recipe
 from cidpipe.manifest import StageWork
 from cidpipe.stages.contract import Built, Parent, Stage, StageOptions
@@ -40,6 +42,9 @@ class ExportStage(Stage):
         if exports_teacher(recipe):
             config["teacher"] = True
         return config
+
+    def recipe_key(self, recipe: Recipe, key: str) -> str:
+        return "export.teacher" if key == "teacher" else f"export.{key}"
 
     def build(
         self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions
@@ -77,6 +82,9 @@ def _export_one(recipe: Recipe, source_dir: Path, out: Path, held_out, options: 
 
     module, manifest = load_stage_model(source_dir)
     spec = manifest.model or {}
+    shape = "x".join(map(str, spec.get("input_shape", ())))
+    options.log.print(f"[dim]export:[/] {manifest.stage} ({escape(str(spec.get('arch', '?')))}, {shape}) to "
+                      f"{out.name}, then a parity check on {len(held_out)} test images", highlight=False)
     if str(spec.get("arch", "")).startswith("timm:"):
         # Re-parameterisable timm networks (MobileOne, FastViT, RepGhost, ...) train multi-branch and deploy
         # as single convolutions: fold them before export, the numerically equivalent inference form.

@@ -54,6 +54,9 @@ class QuantizeStage(Stage):
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return recipe.quantize.model_dump(mode="json")
 
+    def recipe_key(self, recipe: Recipe, key: str) -> str:
+        return f"quantize.{key}"
+
     def build(
         self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions
     ) -> Built:

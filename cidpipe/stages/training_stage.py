@@ -18,6 +18,10 @@ class TrainingStage(Stage):
 
         preflight_training(recipe)
 
+    def recipe_key(self, recipe: Recipe, key: str) -> str:
+        section = key.removesuffix("_weights_sha256")
+        return f"the contents of {section}.model.weights" if section != key else key
+
     @staticmethod
     def with_weights_sha(config: dict[str, Any], model_cfg, key: str) -> dict[str, Any]:
         weights = model_cfg.weights

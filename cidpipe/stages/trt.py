@@ -47,6 +47,9 @@ class TensorRTStage(Stage):
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return recipe.export.trt.model_dump(mode="json")
 
+    def recipe_key(self, recipe: Recipe, key: str) -> str:
+        return f"export.trt.{key}"
+
     def validate(self, recipe: Recipe) -> None:
         if source_stage(recipe) == "quantize" and not (
             recipe.quantize.enabled and recipe.quantize.int8_key_for("trt")

@@ -61,6 +61,10 @@ def test_every_stage_publishes_a_manifest(finished_run):
     assert f"| {ms(p99)} |" in report  # formatted the way the report formats milliseconds
     assert "data:image/png;base64" in (run_dir / "report" / "report.html").read_text()
     assert not [p for p in run_dir.iterdir() if p.name.startswith(".")], "no partial directories left"
+    # Long work says what it is doing as it starts (a 224 px model's export and bench take minutes).
+    assert "export: student (tinycnn, 3x16x16) to model.onnx, then a parity check on 64" in first.stderr
+    assert "bench: quantize/model.int8.onnx (onnxruntime): top-1 on 128 test images, then latency at " \
+           "batch 1" in first.stderr
 
 
 def test_second_run_is_all_cached(finished_run):
@@ -84,12 +88,20 @@ def test_changing_quantization_reruns_only_quantize_and_after(finished_run):
     root, recipe_path, _ = finished_run
     raw = yaml.safe_load(recipe_path.read_text())
     raw["quantize"]["calibration"]["method"] = "percentile"
-    plan = {p.name: p.action for p in make_plan(validate_recipe(raw))}
+    steps = {p.name: p for p in make_plan(validate_recipe(raw))}
+    plan = {name: p.action for name, p in steps.items()}
     assert plan["teacher"] == plan["student"] == plan["export"] == "cached"
     assert plan["quantize"] == plan["bench"] == "run"
+    # The plan names the key, by its recipe name, with both values; a stage downstream names its input.
+    assert steps["quantize"].reason == "changed: quantize.calibration.method minmax → percentile"
+    assert steps["bench"].reason == "the quantize it was made from changed"
     raw["distill"]["cid"]["class_weight"] = 0.5
-    plan = {p.name: p.action for p in make_plan(validate_recipe(raw))}
+    raw["student"]["train"]["epochs"] = 2
+    steps = {p.name: p for p in make_plan(validate_recipe(raw))}
+    plan = {name: p.action for name, p in steps.items()}
     assert plan["teacher"] == "cached" and plan["student"] == "run" and plan["export"] == "run"
+    assert steps["student"].reason == ("changed: distill.cid.class_weight 1.0 → 0.5; "
+                                       "student.train.epochs 3 → 2")
 
 
 def test_dry_run_prints_plan_and_runs_nothing(finished_run, tmp_path):

@@ -35,7 +35,7 @@ REPLY = {
 }  # fmt: skip
 
 
-def bench_with_a_stand_in_runtime(sshd, tmp_path, answer: str, role: str = "student", **bench):
+def bench_with_a_stand_in_runtime(sshd, tmp_path, answer: str, role: str = "student", announce=None, **bench):
     """bench_remote on the loopback device whose remote python probes with the real interpreter but runs
     ``answer`` (a shell line) in place of ``-m cidpipe_runtime``; the uploaded model is never read."""
     python = tmp_path / "stand-in-python"
@@ -54,12 +54,16 @@ exec {sys.executable} "$@"
     (tmp_path / "m.onnx").write_bytes(b"uploaded, never read: the stand-in answers")
     np.savez(tmp_path / "eval.npz", x=np.zeros((4, 1, 2, 2), np.float32), y=np.zeros(4, np.int64))
     spec = ArtifactSpec("m.onnx", "onnx-fp32", path=tmp_path / "m.onnx", role=role)
-    return bench_remote("loop", [spec], tmp_path / "eval.npz", validate_recipe(raw, "test"))
+    return bench_remote("loop", [spec], tmp_path / "eval.npz", validate_recipe(raw, "test"),
+                        announce or (lambda _: None))
 
 
 def test_remote_rows_keep_only_protocol_keys_and_decide_noise_themselves(sshd, tmp_path):
     answer = f"echo '{json.dumps(REPLY)}'; exit 0"
-    [row] = bench_with_a_stand_in_runtime(sshd, tmp_path, answer, role="teacher", cov_warning=0.1)
+    said: list[str] = []
+    [row] = bench_with_a_stand_in_runtime(sshd, tmp_path, answer, role="teacher", announce=said.append,
+                                          cov_warning=0.1)
+    assert said == ["m.onnx (onnxruntime on loop, over SSH): copy, top-1 and latency at batch 1"]
     assert row.status == "pass" and row.role == "teacher"
     assert "bonus_ms" not in row.latency and "throughput_ips" not in row.latency
     assert row.latency["p50_ci_low_ms"] == 0.88 and row.noisy is True  # 0.5 > cov_warning 0.1
