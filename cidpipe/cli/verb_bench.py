@@ -43,7 +43,7 @@ def bench(
     json_: JsonOpt = False,
 ) -> None:
     """Benchmark the run's artifacts.  Example: cidpipe bench runs/quickstart --device jetson"""
-    from cidpipe.stages.bench import BenchDeviceFailures, run_bench
+    from cidpipe.stages.bench import BenchDeviceFailures, raise_for_failed_artifacts, run_bench
 
     flags = {}
     if on:
@@ -64,13 +64,16 @@ def bench(
         failed.result = failed.manifest.metrics  # --json: the published rows ride on the error reply
         raise
     if json_:
+        raise_for_failed_artifacts(recipe, result.manifest)  # the error reply carries the rows
         emit_json(result.manifest.metrics)
-    elif result.cached:  # a user typing `bench` wants the numbers, also when nothing needed measuring
+        return
+    if result.cached:  # a user typing `bench` wants the numbers, also when nothing needed measuring
         from cidpipe.bench.result import BenchResult
         from cidpipe.bench.table import print_results
 
         rows = [BenchResult.from_dict(row) for row in result.manifest.metrics.get("results") or []]
         print_results(rows, stdout, recipe.bench.cov_warning)
+    raise_for_failed_artifacts(recipe, result.manifest)  # no gate follows to judge the rows: exit 6
 
 
 def parse_batch_sizes(text: str) -> list[int]:

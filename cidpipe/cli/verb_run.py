@@ -80,6 +80,15 @@ def run(
         failed = GateFailed(f"gate failed: {names} (details in {gate.junit})")
         failed.result = payload  # --json: the plan, the verdict and the headline ride on the error reply
         raise failed
+    bench = result.results.get("bench")
+    if bench is not None and gate is None:  # no gate judged the rows: a failed artifact is exit 6 here
+        from cidpipe.stages.bench import BenchArtifactFailures, raise_for_failed_artifacts
+
+        try:
+            raise_for_failed_artifacts(parsed, bench.manifest)
+        except BenchArtifactFailures as failed:
+            failed.result = payload
+            raise
     if json_:
         emit_json(payload)
 

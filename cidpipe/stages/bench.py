@@ -21,7 +21,7 @@ from typing import Any
 from rich.markup import escape
 
 from cidpipe.config import Recipe
-from cidpipe.errors import DeviceError, UsageError
+from cidpipe.errors import DeviceError, ParityError, UsageError
 from cidpipe.manifest import Manifest, StageWork, read_manifest
 from cidpipe.stages.contract import Built, Parent, Stage, StageOptions
 from cidpipe.stages.export import model_stage
@@ -262,6 +262,39 @@ def raise_for_devices(manifest, tolerate: bool, published: Path, options: StageO
         f"{len(failed)} of {len(rows)} bench rows failed on {devices}: {first}; fix the device, or pass "
         f"--tolerate-device-failures to accept the other rows (kept in {published}/results.json)",
         manifest,
+    )
+
+
+class BenchArtifactFailures(ParityError):
+    """Rows of the deployed model did not pass (exported-but-failed, or the artifact would not run)."""
+
+    def __init__(self, message: str, metrics: dict) -> None:
+        super().__init__(message)
+        self.result = metrics  # --json: the published rows ride on the error reply
+
+
+def raise_for_failed_artifacts(recipe: Recipe, manifest: Manifest) -> None:
+    """ParityError (exit 6) when a row of the deployed model is not ``pass`` for a reason other than its
+    device (those are exit 8, raised when the stage is published).
+
+    Used where no gate will judge the rows: ``cidpipe bench``, and ``cidpipe run`` with the gate disabled.
+    With a gate, the gate fails those rows (exit 1) after the report is written, which a user wants to see.
+    """
+    from cidpipe.bench.result import DEVICE_FAILURE
+
+    role = model_stage(recipe)
+    rows = [row for row in manifest.metrics.get("results") or [] if row.get("role", role) == role
+            and row.get("status") != "pass" and row.get("failure") != DEVICE_FAILURE]
+    if not rows:
+        return
+    first = rows[0]
+    where = (f"{first.get('artifact')} ({first.get('format')}, {first.get('device')}, "
+             f"batch {first.get('batch_size')})")
+    raise BenchArtifactFailures(
+        f"{len(rows)} bench row{'s' * (len(rows) > 1)} of the {role} did not pass; {where} is "
+        f"{first.get('status')}: {first.get('error') or 'no reason given'} (rows kept in "
+        f"{recipe.run_dir() / 'bench'}/results.json)",
+        manifest.metrics,
     )
 
 

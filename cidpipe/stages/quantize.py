@@ -122,7 +122,7 @@ def _int8(
 
     options.log.print(
         f"INT8 for {target} ({cfg.calibration.method}, {info['calibration']['samples']} calibration images): "
-        + success_line(info, cfg.max_drop, Path(fp32), Path(out)),
+        + success_line(info, cfg.max_drop, Path(fp32), Path(out), target),
         highlight=False,
     )
     warnings = int8_warnings(recipe, info, target, Path(fp32), Path(out))

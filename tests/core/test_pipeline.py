@@ -151,3 +151,34 @@ def test_worse_student_fails_the_gate_against_the_baseline(finished_run, tmp_pat
     assert failed and all(name.startswith("baseline.top1") for name in failed)
     good = run_cli("gate", str(run_dir), "--gate", str(gate_file))
     assert good.returncode == 0, good.stdout + good.stderr
+
+
+def test_a_bench_row_that_did_not_pass_fails_bench_and_an_ungated_run(finished_run, tmp_path):
+    """No exit 0 while an artifact failed: `bench` (no gate follows) exits 6 with the rows kept, and so
+    does a `run` whose gate is off, after its report; with the gate on, the gate is the judge (exit 1).
+    The failed row is real: the INT8 student agrees with FP32 on fewer than 100 % of the test images."""
+    import shutil
+
+    root, _, _ = finished_run
+    copy = tmp_path / "runs" / "tiny"
+    shutil.copytree(root / "runs" / "tiny", copy)  # the module's run stays as the other tests expect it
+    strict = ("--set", "bench.min_agreement=100")
+    proc = run_cli("bench", str(copy), *strict, "--json")
+    reply = json.loads(proc.stdout)
+    failed = [r for r in reply["result"]["results"] if r["status"] != "pass"]
+    assert [(r["role"], r["format"], r["status"]) for r in failed] == [
+        ("student", "onnx-int8", "exported-but-failed")]
+    assert proc.returncode == 6 and reply["ok"] is False
+    assert reply["error"]["message"].startswith(
+        "1 bench row of the student did not pass; quantize/model.int8.onnx (onnx-int8, local, batch 1) is "
+        "exported-but-failed: top-1 agreement")
+    assert json.loads((copy / "bench" / "results.json").read_text()) == reply["result"]["results"]
+    again = run_cli("bench", str(copy), *strict)  # cached: the same verdict, not a silent 0
+    assert again.returncode == 6 and "did not pass" in again.stderr
+    ungated = run_cli("run", str(copy / "recipe.yaml"), "--out", str(copy.parent), *strict,
+                      "--set", "gate.enabled=false")
+    assert ungated.returncode == 6, ungated.stderr[-2000:]
+    assert (copy / "report" / "report.md").is_file()
+    gated = run_cli("run", str(copy / "recipe.yaml"), "--out", str(copy.parent), *strict,
+                    "--set", "gate.enabled=true")  # the ungated run wrote its recipe into the run
+    assert gated.returncode == 1 and "gate failed" in gated.stderr

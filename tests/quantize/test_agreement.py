@@ -47,11 +47,12 @@ def _files(tmp_path, fp32_bytes: int, int8_bytes: int):
     return tmp_path / "fp32.onnx", tmp_path / "int8.onnx"
 
 
-def _warnings(tmp_path, info: dict, int8_share: float = 0.25, max_drop: float = 0.5, **bench) -> list[str]:
+def _warnings(tmp_path, info: dict, int8_share: float = 0.25, max_drop: float = 0.5, target: str = "cpu",
+              **bench) -> list[str]:
     recipe = validate_recipe(tiny_recipe_dict(tmp_path / "runs", bench={"enabled": True, **bench},
                                               quantize={"enabled": True, "max_drop": max_drop}))
     fp32, int8 = _files(tmp_path, 4000, int(4000 * int8_share))
-    return int8_warnings(recipe, {"val_images": 1000, **info}, "cpu", fp32, int8)
+    return int8_warnings(recipe, {"val_images": 1000, **info}, target, fp32, int8)
 
 
 def test_warns_when_the_bench_floor_would_refuse_the_artifact(tmp_path):
@@ -75,6 +76,10 @@ def test_warns_when_int8_is_mostly_float(tmp_path):
     assert text == ("INT8 for cpu is 98% of the FP32 size (the stem convolution and 3 sensitive nodes kept "
                     "in float): expect little or no speed-up; the bench measures it")
     assert _warnings(tmp_path, info, int8_share=0.3) == []
+    # A TensorRT QDQ graph keeps float weights behind Q/DQ pairs (TensorRT folds them): its file is larger
+    # than FP32 with everything quantized, so its size says nothing and must not warn.
+    assert _warnings(tmp_path, {**info, "float_stem": [], "nodes_in_float": []}, int8_share=1.06,
+                     target="trt") == []
 
 
 def test_success_line_names_the_split_budget_images_agreement_and_sizes(tmp_path):
@@ -89,3 +94,5 @@ def test_success_line_names_the_split_budget_images_agreement_and_sizes(tmp_path
     all_int8 = {**info, "float_stem": [], "nodes_in_float": []}
     assert "in float: nothing" in success_line(all_int8, 0.5, fp32, int8)
     assert success_line({"top1_int8": None}, None, fp32, int8).startswith("no validation split")
+    trt = success_line(all_int8, 0.5, fp32, int8, "trt")
+    assert "0.330 MB (FP32 1.20 MB; weights stay float behind Q/DQ until TensorRT builds the engine)" in trt
