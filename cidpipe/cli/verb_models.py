@@ -9,6 +9,14 @@ from rich.table import Table
 
 from cidpipe.cli.common import JsonOpt, emit_json, stdout
 
+# The registry is the CIFAR-family demo set; a user's own network comes through a source prefix, which a
+# listing of registry names alone would hide from the person most likely to need it.
+SOURCES_HINT = (
+    "Your own model: model.arch: timm:<name> (e.g. timm:resnet50), torchvision:<name> (e.g. "
+    "torchvision:mobilenet_v3_large) or python:<module>:<function> (needs CIDPIPE_ALLOW_PYTHON_MODELS=1), "
+    "with model.weights: your .safetensors / .pt file; see the README, \"Bring your own model\"."
+)
+
 
 def models(json_: JsonOpt = False) -> None:
     """List the registered model architectures.  Example: cidpipe models"""
@@ -29,6 +37,7 @@ def models(json_: JsonOpt = False) -> None:
             f"{info.reference_params_m:.2f}" if info.reference_params_m else "",
         )
     stdout.print(table)
+    stdout.print(SOURCES_HINT, soft_wrap=True, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -268,3 +268,18 @@ def test_python_sources_are_opt_in_and_never_the_standard_library(monkeypatch):
     monkeypatch.setenv("CIDPIPE_ALLOW_PYTHON_MODELS", "1")
     with pytest.raises(ModelError, match="shutil is not a model builder"):
         build_from_config(ModelConfig(arch="python:shutil:rmtree", kwargs={"path": "/tmp/x"}), CLASSES)
+
+
+def test_the_models_listing_names_the_sources_of_a_users_own_model():
+    """`cidpipe models` lists the demo registry; the user's timm / torchvision / python model would be
+    invisible there, so the listing names the prefixes, and its examples are real architecture names."""
+    from cidpipe.cli.verb_models import SOURCES_HINT
+    from cidpipe.models.sources import check_arch_name
+    from tests.conftest import run_cli
+
+    out = run_cli("models")
+    assert out.returncode == 0 and "timm:<name>" in out.stdout and "python:<module>:<function>" in out.stdout
+    examples = re.findall(r"e\.g\. ((?:timm|torchvision):\w+)", SOURCES_HINT)
+    assert examples == ["timm:resnet50", "torchvision:mobilenet_v3_large"]
+    for example in examples:
+        check_arch_name(example)  # raises for a name the library does not have
