@@ -104,6 +104,28 @@ def test_synthetic_cifar100_for_gpu_timing_reads_as_cifar100(tmp_path: Path) -> 
     assert len(bundle.train) + len(bundle.val) == 400 and bundle.class_names[0] == "class00"
 
 
+def test_fashion_pairs_for_the_qat_benchmark_are_two_real_garments_per_image(tmp_path: Path) -> None:
+    """benchmarks/make_fashion_pairs.py (issue 16's 100-class task): red = first garment, green = second,
+    label 10 * first + second, test pairs only from test images; read back as cifar100."""
+    arrays = write_fake_fashion(tmp_path / "src", 60, 30)
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "make_fashion_pairs.py"
+    spec = importlib.util.spec_from_file_location("make_fashion_pairs", script)
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    folder = maker.write(tmp_path / "pairs", tmp_path / "src", n_train=90, n_test=40)
+    with open(folder / "test", "rb") as fh:
+        record = pickle.load(fh)  # noqa: S301 -- the file this test just wrote
+    images = record["data"].reshape(40, 3, 32, 32)
+    test_images, test_labels = arrays["t10k_images"], arrays["t10k_labels"]
+    for image, label in zip(images[:10], record["fine_labels"][:10], strict=True):
+        first, second = (int(np.flatnonzero((test_images == image[c, 2:30, 2:30]).all(axis=(1, 2)))[0])
+                         for c in (0, 1))
+        assert label == 10 * test_labels[first] + test_labels[second] and not image[2].any()
+    bundle = load_dataset(DataConfig(name="cifar100", root=tmp_path / "pairs"))
+    assert len(bundle.test) == 40 and len(bundle.train) + len(bundle.val) == 90
+    assert bundle.class_names[12] == "Trouser + Pullover"  # 10 * 1 + 2
+
+
 def test_cifar_missing_directory_names_the_layout(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="cifar-10-batches-py.*data_batch_1.*test_batch.*batches.meta"):
         load_dataset(DataConfig(name="cifar10", root=tmp_path))
