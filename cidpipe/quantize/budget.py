@@ -68,7 +68,8 @@ def fit_accuracy_budget(
             measured[key] = (top1_of(path), path)
         return measured[key]
 
-    probed = order_candidates(candidates, max_candidates)
+    # max_float_nodes 0: every node stays INT8 (the fastest graph), so no node is worth probing.
+    probed = order_candidates(candidates, max_candidates) if max_float_nodes > 0 else []
     sensitivity = [{"node": node, "top1_int8": measure([node])[0]} for node in probed]
     ranked = [s["node"] for s in sorted(sensitivity, key=lambda s: -float(s["top1_int8"]))]
 
@@ -79,9 +80,10 @@ def fit_accuracy_budget(
         best, path = measure(in_float)
         if top1_fp32 - best <= max_drop:
             return BudgetOutcome(list(in_float), best, path, sensitivity, count)
+    kept = (f"even with {len(in_float)} nodes in float" if max_float_nodes > 0 else
+            "with every node in INT8 (quantize.max_float_nodes: 0)")
     message = (
-        f"INT8 drop {top1_fp32 - best:.2f} points > budget {max_drop:g} even with {len(in_float)} nodes "
-        "in float "
+        f"INT8 drop {top1_fp32 - best:.2f} points > budget {max_drop:g} {kept} "
         f"(FP32 top-1 {top1_fp32:.2f}%, INT8 {best:.2f}%, {len(probed)} of {len(candidates)} nodes probed); "
         "try quantize.calibration.method=entropy or percentile, more calibration samples, a larger "
         "quantize.max_float_nodes, quantize.qat.enabled: auto, a looser quantize.max_drop, or ship the "

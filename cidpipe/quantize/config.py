@@ -91,7 +91,8 @@ class QuantizeConfig(Section):
         description="budget fallback: at most this many Conv/Gemm/MatMul nodes are probed, output end first",
     )
     max_float_nodes: int = Field(
-        8, ge=1, description="budget fallback: give up (exit 6) once this many nodes are kept in float"
+        8, ge=0, description="budget fallback: give up (exit 6) once this many nodes are kept in float; 0 "
+        "keeps every node INT8 (no search: a miss is exit 6, or QAT with quantize.qat.enabled: auto)"
     )
     qat: QATConfig = Field(default_factory=QATConfig, description="quantization-aware fine-tuning")
 

@@ -71,6 +71,20 @@ def test_budget_that_cannot_hold_raises_parity_error_with_numbers(outlier_onnx, 
     assert not (tmp_path / "q.onnx").exists()
 
 
+def test_no_float_nodes_allowed_keeps_every_node_int8_and_probes_nothing(outlier_onnx, digits, tmp_path):
+    """quantize.max_float_nodes: 0 (all INT8, the fastest graph, or nothing): the miss is reported without
+    a sensitivity search, and with on_budget_miss="return" (the QAT fallback) the plain graph is kept."""
+    x_train, _, x_val, y_val = digits
+    cfg = QuantizeConfig(per_channel=False, max_drop=0.1, max_float_nodes=0)
+    with pytest.raises(ParityError, match=r"budget 0.1 with every node in INT8 "
+                       r"\(quantize.max_float_nodes: 0\) \(FP32 top-1 \d+\.\d\d%, INT8 \d+\.\d\d%, "
+                       r"0 of 2 nodes probed\)"):
+        quantize_static_int8(outlier_onnx, tmp_path / "q.onnx", x_train[:128], cfg, val=(x_val, y_val))
+    kept = quantize_static_int8(outlier_onnx, tmp_path / "k.onnx", x_train[:128], cfg, val=(x_val, y_val),
+                                on_budget_miss="return")
+    assert kept["nodes_in_float"] == [] and kept["sensitivity"] == [] and kept["drop"] > 20.0
+
+
 def test_candidate_order_is_first_then_output_end():
     assert order_candidates(["c1", "c2", "c3", "fc"], 3) == ["c1", "fc", "c3"]
     assert order_candidates(["fc"], 5) == ["fc"]
