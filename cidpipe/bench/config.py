@@ -30,7 +30,8 @@ class BenchConfig(Section):
     min_seconds: float = Field(0.5, ge=0)
     threads: int = Field(1, ge=1, description="ONNX Runtime intra-op / torch threads on CPU")
     max_eval_samples: int | None = Field(
-        None, ge=1, description="cap the accuracy pass (None = whole test split)"
+        None, ge=1, description="cap the accuracy pass at this many test images, every k-th so each class "
+        "keeps its share (None = whole test split)"
     )
     cov_warning: float = Field(
         0.1, gt=0, description="warn when the latency coefficient of variation exceeds this"

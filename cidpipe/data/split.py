@@ -67,6 +67,17 @@ class Split(ABC):
     def subset(self, indices: Sequence[int] | np.ndarray | Tensor) -> Split:
         """A split holding only ``indices`` (in that order)."""
 
+    def evenly_spaced(self, count: int | None) -> Split:
+        """At most ``count`` samples spread evenly through the split (every k-th), in storage order.
+
+        For accuracy passes capped to a few images (bench.max_eval_samples, export.parity.samples): an
+        image folder is stored class by class, so its first N images can miss whole classes and report a
+        0 % top-1 the model does not have; every k-th image keeps each class at its share (within one).
+        """
+        if count is None or count >= len(self):
+            return self
+        return self.subset((np.arange(count, dtype=np.int64) * len(self)) // count)
+
     @property
     @abstractmethod
     def input_shape(self) -> tuple[int, int, int]:

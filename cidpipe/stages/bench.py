@@ -143,7 +143,7 @@ def measure(recipe: Recipe, inputs: dict[str, Parent], options: StageOptions) ->
         for role, specs in groups.items():  # each role against its own torch model's predictions
             # The same test images as each model sees them (the teacher may take its own size and stats).
             bundle = load_dataset(teacher_data(recipe) if role == "teacher" else recipe.data)
-            x, y = bundle.test.to_numpy(max_samples=cfg.max_eval_samples)
+            x, y = bundle.test.evenly_spaced(cfg.max_eval_samples).to_numpy()
             check_onnx_artifacts(specs, tuple(x.shape[1:]), bundle.num_classes)
             ref_pred = torch_logits(specs[0].module, x).argmax(1)
             if role == model_stage(recipe):

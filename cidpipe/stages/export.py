@@ -70,7 +70,7 @@ class ExportStage(Stage):
 def _held_out(data, samples: int):
     from cidpipe.data.registry import load_dataset
 
-    images, _ = load_dataset(data).test.to_numpy(max_samples=samples)
+    images, _ = load_dataset(data).test.evenly_spaced(samples).to_numpy()
     return images
 
 

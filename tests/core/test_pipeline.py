@@ -162,7 +162,7 @@ def test_a_bench_row_that_did_not_pass_fails_bench_and_an_ungated_run(finished_r
     root, _, _ = finished_run
     copy = tmp_path / "runs" / "tiny"
     shutil.copytree(root / "runs" / "tiny", copy)  # the module's run stays as the other tests expect it
-    strict = ("--set", "bench.min_agreement=100")
+    strict = ("--set", "bench.min_agreement=100", "--set", "bench.max_eval_samples=null")
     proc = run_cli("bench", str(copy), *strict, "--json")
     reply = json.loads(proc.stdout)
     failed = [r for r in reply["result"]["results"] if r["status"] != "pass"]

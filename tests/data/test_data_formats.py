@@ -178,6 +178,20 @@ def test_imagefolder_train_test_layout(tmp_path: Path) -> None:
     assert sorted(bundle.test.labels.tolist()) == [0, 0, 2, 2]  # labels follow the training classes
 
 
+def test_a_capped_accuracy_pass_keeps_every_class_of_a_class_sorted_folder(tmp_path: Path) -> None:
+    """bench.max_eval_samples / export.parity.samples take every k-th test image: the first 8 of a folder
+    stored class by class would be cats and dogs only, and an owl-blind top-1 would be gated."""
+    write_fake_imagefolder(tmp_path / "train", per_class=4)
+    write_fake_imagefolder(tmp_path / "test", per_class=6, seed=1)
+    test = load_dataset(DataConfig(name="imagefolder", root=tmp_path)).test
+    assert test.labels.tolist() == [0] * 6 + [1] * 6 + [2] * 6  # storage order: class by class
+    _, first = test.to_numpy(max_samples=8)
+    assert set(first.tolist()) == {0, 1}
+    images, labels = test.evenly_spaced(8).to_numpy()
+    assert np.bincount(labels).tolist() == [3, 3, 2] and images.shape[0] == 8
+    assert test.evenly_spaced(None) is test and test.evenly_spaced(50) is test
+
+
 def test_a_class_missing_from_test_is_named_before_training(tmp_path: Path) -> None:
     """test/ without a dog folder: the reported top-1 never measures dogs; the stage says so up front."""
     import io
