@@ -77,8 +77,7 @@ def _reusable(
     stage: Stage, recipe: Recipe, directory: Path, expected_id: str, parents: dict[str, str]
 ) -> tuple[bool, str]:
     def what_changed(manifest: Manifest) -> str:
-        return describe_change(manifest, stage.config(recipe), parents,
-                               lambda key: stage.recipe_key(recipe, key))
+        return describe_change(manifest, stage.config(recipe), parents, stage.recipe_view)
 
     ok, reason = cache_status(directory, expected_id, describe_change=what_changed)
     if not ok:

@@ -35,18 +35,23 @@ def config_changes(old: Any, new: Any, path: str = "") -> list[tuple[str, Any, A
 
 
 def _short(value: Any) -> str:
+    if isinstance(value, dict):  # a whole section one side lacks (another distill method's): its size
+        return f"{{{len(value)} key{'s' * (len(value) != 1)}}}"
     text = "unset" if value is None else json.dumps(value) if not isinstance(value, str) else value
     return text if len(text) <= _VALUE_WIDTH else text[: _VALUE_WIDTH - 1] + "…"
 
 
 def describe_change(
-    manifest: Manifest, config: Any, parents: dict[str, str], recipe_key: Callable[[str], str]
+    manifest: Manifest, config: Any, parents: dict[str, str],
+    recipe_view: Callable[[dict[str, Any]], dict[str, Any]] = lambda config: config,
 ) -> str:
-    """The plan's reason for rerunning a stage whose id changed: the recipe keys that differ (``recipe_key``
-    maps a key of the stage's config to the recipe's name for it), else the parent stages that changed."""
-    changes = config_changes(manifest.config, _as_stored(config))
+    """The plan's reason for rerunning a stage whose id changed: the recipe keys that differ (``recipe_view``
+    nests a stage config under the recipe's names), else the parent stages that changed."""
+    changes = config_changes(recipe_view(manifest.config), recipe_view(_as_stored(config)))
+    # Single keys first: "distill.method kd → cid" says more than the two sections it swaps.
+    changes.sort(key=lambda change: isinstance(change[1], dict) or isinstance(change[2], dict))
     if changes:
-        named = [f"{recipe_key(key)} {_short(old)} → {_short(new)}"
+        named = [f"{key} {_short(old)} → {_short(new)}"
                  for key, old, new in changes[:_KEYS_SHOWN]]
         more = len(changes) - _KEYS_SHOWN
         rest = f" and {more} more key{'s' * (more > 1)}" if more > 0 else ""

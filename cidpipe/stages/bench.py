@@ -51,8 +51,8 @@ class BenchStage(Stage):
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return recipe.bench.model_dump(mode="json", exclude=_NOT_IN_ID)
 
-    def recipe_key(self, recipe: Recipe, key: str) -> str:
-        return f"bench.{key}"
+    def recipe_view(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {"bench": config}
 
     def validate(self, recipe: Recipe) -> None:
         from cidpipe.preflight import check_devices

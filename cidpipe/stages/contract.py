@@ -109,9 +109,10 @@ class Stage:
         """The part of the recipe that, with the parents' ids, makes this stage's id."""
         return {}
 
-    def recipe_key(self, recipe: Recipe, key: str) -> str:
-        """The recipe's name for ``key``, a dotted key of :meth:`config` (the plan names changed keys)."""
-        return key
+    def recipe_view(self, config: dict[str, Any]) -> dict[str, Any]:
+        """A :meth:`config` (this recipe's, or the one a finished stage was made with) nested under the
+        recipe's own key names, so the plan can name a changed key as the user would type it."""
+        return config
 
     def validate(self, recipe: Recipe) -> None:
         """Refuse at plan time what ``build`` would refuse later (raise a CidpipeError)."""

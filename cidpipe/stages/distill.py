@@ -38,15 +38,14 @@ class StudentStage(TrainingStage):
             config["reuse_teacher_outputs"] = True
         return self.with_weights_sha(config, recipe.student.model, "student_weights_sha256")
 
-    def recipe_key(self, recipe: Recipe, key: str) -> str:
-        head, _, rest = key.partition(".")
-        if head == "method":
-            return "distill.method"
-        if head == "method_config":  # the section of the method the stage was planned with
-            return f"distill.{recipe.distill.method}" + (f".{rest}" if rest else "")
-        if head == "reuse_teacher_outputs":
-            return "distill.reuse_teacher_outputs"
-        return super().recipe_key(recipe, key)
+    def recipe_view(self, config: dict[str, Any]) -> dict[str, Any]:
+        # method_config is the section of the method each side was made with: kd's keys under distill.kd.
+        view = dict(config)
+        distill = {"method": view.pop("method", None)}
+        distill[str(distill["method"])] = view.pop("method_config", None)
+        if "reuse_teacher_outputs" in view:
+            distill["reuse_teacher_outputs"] = view.pop("reuse_teacher_outputs")
+        return super().recipe_view(view) | {"distill": distill}
 
     def build(
         self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions

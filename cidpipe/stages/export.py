@@ -43,8 +43,8 @@ class ExportStage(Stage):
             config["teacher"] = True
         return config
 
-    def recipe_key(self, recipe: Recipe, key: str) -> str:
-        return "export.teacher" if key == "teacher" else f"export.{key}"
+    def recipe_view(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {"export": config}
 
     def build(
         self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions

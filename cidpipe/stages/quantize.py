@@ -54,8 +54,8 @@ class QuantizeStage(Stage):
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return recipe.quantize.model_dump(mode="json")
 
-    def recipe_key(self, recipe: Recipe, key: str) -> str:
-        return f"quantize.{key}"
+    def recipe_view(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {"quantize": config}
 
     def build(
         self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions

@@ -18,9 +18,10 @@ class TrainingStage(Stage):
 
         preflight_training(recipe)
 
-    def recipe_key(self, recipe: Recipe, key: str) -> str:
-        section = key.removesuffix("_weights_sha256")
-        return f"the contents of {section}.model.weights" if section != key else key
+    def recipe_view(self, config: dict[str, Any]) -> dict[str, Any]:
+        # The weights file's sha256 is in the id so that new contents at the same path retrain.
+        return {(f"the contents of {key.removesuffix('_weights_sha256')}.model.weights"
+                 if key.endswith("_weights_sha256") else key): value for key, value in config.items()}
 
     @staticmethod
     def with_weights_sha(config: dict[str, Any], model_cfg, key: str) -> dict[str, Any]:

@@ -47,8 +47,8 @@ class TensorRTStage(Stage):
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return recipe.export.trt.model_dump(mode="json")
 
-    def recipe_key(self, recipe: Recipe, key: str) -> str:
-        return f"export.trt.{key}"
+    def recipe_view(self, config: dict[str, Any]) -> dict[str, Any]:
+        return {"export": {"trt": config}}
 
     def validate(self, recipe: Recipe) -> None:
         if source_stage(recipe) == "quantize" and not (
