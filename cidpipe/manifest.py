@@ -218,6 +218,18 @@ def cache_status(
     return True, "cached"
 
 
+def partial_dir(stage_dir: Path, stage_id: str) -> Path:
+    """Where the stage of id ``stage_id`` is built, and keeps its epoch checkpoints until it is published."""
+    stage_dir = Path(stage_dir)
+    return stage_dir.parent / f".{stage_dir.name}.partial-{stage_id[:16]}"
+
+
+def kept_checkpoints(stage_dir: Path, stage_id: str) -> list[Path]:
+    """The epoch checkpoints an interrupted build of this stage id left (a rerun resumes from them)."""
+    folder = partial_dir(stage_dir, stage_id) / "checkpoints"
+    return sorted(folder.glob("*.pt")) if folder.is_dir() and not folder.is_symlink() else []
+
+
 class StageWork:
     """Builds one stage in a hidden work directory and publishes it atomically with :meth:`commit`."""
 
@@ -237,7 +249,7 @@ class StageWork:
         self.parents = dict(parents)
         self.id = stage_id(stage, config, parents)
         self.recipe, self.recipe_id = recipe, recipe_id
-        self.work_dir = self.stage_dir.parent / f".{self.stage_dir.name}.partial-{self.id[:16]}"
+        self.work_dir = partial_dir(self.stage_dir, self.id)
         self.created_at = now_iso()
         self._artifacts: dict[str, tuple[str, str | None, str | None]] = {}
 

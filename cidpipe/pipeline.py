@@ -20,7 +20,15 @@ from cidpipe.atomic import atomic_write_text
 from cidpipe.config import Recipe, dump_recipe_yaml
 from cidpipe.debris import prune_on_error
 from cidpipe.errors import CidpipeError, ModelError, UsageError
-from cidpipe.manifest import Manifest, StageWork, cache_status, read_manifest, stage_id, verify_artifacts
+from cidpipe.manifest import (
+    Manifest,
+    StageWork,
+    cache_status,
+    kept_checkpoints,
+    read_manifest,
+    stage_id,
+    verify_artifacts,
+)
 from cidpipe.stage_changes import describe_change
 from cidpipe.stages.bench import BENCH
 from cidpipe.stages.contract import Parent, PipelineResult, Plan, Stage, StageOptions, StageResult
@@ -112,6 +120,8 @@ def make_plan(
         else:
             reusable, reason = _reusable(stage, recipe, stage.dir(recipe), planned_id,
                                          _parent_ids(stage, recipe, ids))
+            if not reusable and kept_checkpoints(stage.dir(recipe), planned_id):
+                reason += "; resumes from the epoch checkpoint an interrupted run kept"
             plan.append(Plan(stage.name, "cached" if reusable else "run", reason, planned_id))
     return plan
 

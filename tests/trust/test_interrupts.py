@@ -8,6 +8,7 @@ to be interrupted reliably in the middle; bench is interrupted while it measures
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -121,6 +122,10 @@ def test_interrupted_distill(teacher_run):
     runs = teacher_run.parent / "runs"
     assert _checkpoints(runs, "student")
     assert not (runs / "tiny" / "student").exists()
+    plan = run_cli("run", str(teacher_run), "--dry-run", "--json")  # the plan says the rerun resumes
+    student = next(step for step in json.loads(plan.stdout)["result"]["plan"] if step["name"] == "student")
+    assert student["action"] == "run"
+    assert student["reason"] == "not run yet; resumes from the epoch checkpoint an interrupted run kept"
 
 
 @pytest.mark.slow
