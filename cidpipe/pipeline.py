@@ -122,6 +122,9 @@ def make_plan(
                                          _parent_ids(stage, recipe, ids))
             if not reusable and kept_checkpoints(stage.dir(recipe), planned_id):
                 reason += "; resumes from the epoch checkpoint an interrupted run kept"
+            note = None if reusable else stage.plan_note(recipe)
+            if note:
+                reason += f"; {note}"
             plan.append(Plan(stage.name, "cached" if reusable else "run", reason, planned_id))
     return plan
 

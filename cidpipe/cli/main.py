@@ -21,7 +21,7 @@ from cidpipe.errors import EXIT_CODES, INTERRUPTED_EXIT, CidpipeError, interrupt
 app = typer.Typer(
     name="cidpipe",
     help="Turn a large image classifier into a small, fast, verified edge model: "
-    "train -> distill (CID) -> quantize -> export -> bench -> gate/report.\n\n"
+    "train -> distill (CID) -> export -> quantize -> (TensorRT) -> bench -> gate/report.\n\n"
     "Exit codes: " + "; ".join(f"{code} {what}" for code, what in EXIT_CODES.items()),
     no_args_is_help=True,
     pretty_exceptions_enable=False,

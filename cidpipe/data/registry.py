@@ -18,15 +18,18 @@ DatasetCheck = Callable[[DataConfig], None]
 _LOADERS: dict[str, DatasetLoader] = {}
 _CHECKS: dict[str, DatasetCheck] = {}
 _CHANNELS: dict[str, int] = {}
+_CLASSES: dict[str, int | Callable[[DataConfig], int]] = {}
 
 
-def register_dataset(name: str, *, check: DatasetCheck | None = None, channels: int = 3
+def register_dataset(name: str, *, check: DatasetCheck | None = None, channels: int = 3,
+                     classes: int | Callable[[DataConfig], int] | None = None
                      ) -> Callable[[DatasetLoader], DatasetLoader]:
     """Register a loader (and optionally its availability check) under ``name``.
 
     ``channels``: how many channels its images have (the built-in ones are all RGB, grayscale replicated),
     so data.mean/std lengths can be checked before the data is read. A second loader for the same name is
-    a programming error.
+    a programming error. ``classes``: the class count, or a cheap function of the config that finds it
+    without reading the data (an image folder lists its class folders), so the plan can foresee a head reset.
     """
 
     def decorate(loader: DatasetLoader) -> DatasetLoader:
@@ -34,6 +37,8 @@ def register_dataset(name: str, *, check: DatasetCheck | None = None, channels: 
             raise ValueError(f"dataset {name!r} is already registered")
         _LOADERS[name] = loader
         _CHANNELS[name] = channels
+        if classes is not None:
+            _CLASSES[name] = classes
         if check is not None:
             _CHECKS[name] = check
         return loader
@@ -73,6 +78,13 @@ def dataset_channels(name: str) -> int:
     """The number of channels of ``name``'s images (ConfigError if unknown)."""
     get_loader(name)
     return _CHANNELS[name]
+
+
+def planned_class_count(cfg: DataConfig) -> int | None:
+    """How many classes ``cfg``'s dataset has, found without loading it; None when that is not cheap."""
+    get_loader(cfg.name)
+    classes = _CLASSES.get(cfg.name)
+    return classes(cfg) if callable(classes) else classes
 
 
 def check_data_available(cfg: DataConfig) -> None:

@@ -17,7 +17,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -26,6 +26,9 @@ from cidpipe.models.adapters import adapt_last_linear, adapt_module, adapt_timm,
 from cidpipe.models.base import ClassifierModel, check_build_args
 from cidpipe.models.pretrained_cache import not_cached, require_fetchable, timm_cached, torch_hub_file
 from cidpipe.models.registry import ModelInfo
+
+if TYPE_CHECKING:
+    from cidpipe.models.weights import LoadReport
 
 PREFIXED_SOURCES = ("timm", "torchvision", "python")
 # Third-party models have no tuned CIFAR learning rate; 0.01 is the registry's value for the
@@ -156,11 +159,14 @@ def build_from_config(cfg: Any, num_classes: int, in_channels: int = 3) -> tuple
     return model, source
 
 
-def check_weights_fit(cfg: Any, in_channels: int, state: dict, source: str) -> None:
+def check_weights_fit(
+    cfg: Any, in_channels: int, state: dict, source: str, num_classes: int | None = None
+) -> LoadReport | None:
     """Plan time: ``state`` (meta tensors from ``load_weights(lazy=True)`` will do) fits ``cfg.arch``'s keys
-    and shapes, the classifier aside (the class count is known once the data is read; another one only
-    resets the head). The model is built on the meta device, without memory or initialisation; an
-    architecture that cannot be built there is checked when its stage builds it."""
+    and shapes. With ``num_classes`` (the data's, when it is known without reading the data) the report
+    says whether the head will be reset; without, the classifier is left out. The model is built on the
+    meta device, without memory or initialisation; an architecture that cannot be built there is checked
+    when its stage builds it (None)."""
     import torch
 
     from cidpipe.errors import CidpipeError
@@ -169,13 +175,13 @@ def check_weights_fit(cfg: Any, in_channels: int, state: dict, source: str) -> N
     parsed = check_arch_name(cfg.arch)
     try:
         with torch.device("meta"):
-            # Any class count will do: the head is not compared.
-            model, _ = _build(parsed, 10, int(in_channels), dict(cfg.kwargs), False)
+            # Without the data's class count any will do: the head is not compared.
+            model, _ = _build(parsed, num_classes or 10, int(in_channels), dict(cfg.kwargs), False)
     except CidpipeError:
         raise
     except Exception:  # noqa: BLE001 - a model whose construction needs real tensors: checked later
-        return
-    fit_state(model, state, source, cfg.arch, ignore_head=True)
+        return None
+    return fit_state(model, state, source, cfg.arch, ignore_head=num_classes is None)[1]
 
 
 def _build(parsed: ArchName, num_classes: int, in_channels: int, kwargs: dict, pretrained: bool):

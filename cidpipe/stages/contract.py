@@ -114,6 +114,10 @@ class Stage:
         recipe's own key names, so the plan can name a changed key as the user would type it."""
         return config
 
+    def plan_note(self, recipe: Recipe) -> str | None:
+        """What the plan should add about a stage that will run (a teacher's head that will be reset)."""
+        return None
+
     def validate(self, recipe: Recipe) -> None:
         """Refuse at plan time what ``build`` would refuse later (raise a CidpipeError)."""
 

@@ -101,7 +101,8 @@ def _say_how_long_the_fine_tune_is(train, options: StageOptions) -> None:
     """Imported weights that are trained further (a reset head, or pretrained): say for how long, loudest
     when it is the from-scratch default (240 epochs) the recipe never asked for."""
     if "epochs" in train.model_fields_set:
-        options.log.print(f"teacher: fine-tuned for {train.epochs} epochs (teacher.train.epochs)")
+        epochs = f"{train.epochs} epoch{'s' * (train.epochs != 1)}"
+        options.log.print(f"teacher: fine-tuned for {epochs} (teacher.train.epochs)")
         return
     options.log.print(
         f"[yellow]teacher: fine-tuned for {train.epochs} epochs, the from-scratch default; set "

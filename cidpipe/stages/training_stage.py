@@ -18,6 +18,32 @@ class TrainingStage(Stage):
 
         preflight_training(recipe)
 
+    def plan_note(self, recipe: Recipe) -> str | None:
+        """Imported weights with another class count than the data's: the plan says the head is reset (and
+        the teacher trained), as the stage will, instead of a bare "not run yet"."""
+        from pathlib import Path
+
+        from cidpipe.data.registry import dataset_channels, planned_class_count
+        from cidpipe.modelio import load_weights
+        from cidpipe.models.sources import check_weights_fit
+
+        model = getattr(recipe, self.name).model
+        if model.weights is None or not Path(model.weights).is_file():
+            return None
+        classes = planned_class_count(recipe.data)
+        if classes is None:
+            return None
+        report = check_weights_fit(model, dataset_channels(recipe.data.name),
+                                   load_weights(Path(model.weights), lazy=True), str(model.weights), classes)
+        if report is None or not report.head_reset:
+            return None
+        note = (f"{Path(model.weights).name} has a {report.checkpoint_classes}-class classifier and the data "
+                f"{classes} classes: the head is re-initialised")
+        if self.name == "teacher":
+            epochs = getattr(recipe, self.name).train.epochs
+            note += f" and the teacher trained for {epochs} epoch{'s' * (epochs != 1)} (teacher.train.epochs)"
+        return note
+
     def recipe_view(self, config: dict[str, Any]) -> dict[str, Any]:
         # The weights file's sha256 is in the id so that new contents at the same path retrain.
         return {(f"the contents of {key.removesuffix('_weights_sha256')}.model.weights"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -200,13 +201,22 @@ def test_dry_run_finds_what_the_stage_would_refuse(tmp_path, sections, code, nee
     _assert_clean_failure(result, code, needle, tmp_path)
 
 
-def test_dry_run_accepts_weights_of_another_class_count(tmp_path):
-    """The plan does not know the class count yet; a checkpoint with another head only resets it."""
-    state = {k: v.contiguous() for k, v in build_model("resnet8", 100).state_dict().items()}
-    save_file(state, str(tmp_path / "cifar100.safetensors"))
-    recipe = _recipe(tmp_path, teacher={"model": {"arch": "resnet8", "weights": "cifar100.safetensors"}})
-    result = run_cli("run", str(recipe), "--dry-run", cwd=tmp_path)
+def test_dry_run_accepts_weights_of_another_class_count_and_says_the_head_is_reset(tmp_path):
+    """A checkpoint with another head only resets it, which the plan says (the data's class count is known
+    without reading it): an imported teacher that will be retrained is not a bare "not run yet"."""
+    for classes in (100, 10):
+        state = {k: v.contiguous() for k, v in build_model("resnet8", classes).state_dict().items()}
+        save_file(state, str(tmp_path / f"c{classes}.safetensors"))
+    teacher = {"model": {"arch": "resnet8", "weights": "c100.safetensors"}, "train": {"epochs": 3}}
+    result = run_cli("run", str(_recipe(tmp_path, teacher=teacher)), "--dry-run", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    plan = {step["name"]: step["reason"] for step in json.loads(result.stdout)["result"]["plan"]}
+    assert plan["teacher"] == ("not run yet; c100.safetensors has a 100-class classifier and the data 10 "
+                               "classes: the head is re-initialised and the teacher trained for 3 epochs "
+                               "(teacher.train.epochs)")
+    teacher["model"]["weights"] = "c10.safetensors"  # the data's class count: imported as it is
+    result = run_cli("run", str(_recipe(tmp_path, teacher=teacher)), "--dry-run", "--json", cwd=tmp_path)
+    assert json.loads(result.stdout)["result"]["plan"][0]["reason"] == "not run yet"
 
 
 def test_a_stage_directory_the_run_does_not_have_yet_names_the_verb_that_makes_it(tmp_path):

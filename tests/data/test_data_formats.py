@@ -192,6 +192,17 @@ def test_a_capped_accuracy_pass_keeps_every_class_of_a_class_sorted_folder(tmp_p
     assert test.evenly_spaced(None) is test and test.evenly_spaced(50) is test
 
 
+def test_the_class_count_is_known_without_reading_the_data(tmp_path: Path) -> None:
+    """What the plan uses to foresee a head reset: class folders listed, no image decoded."""
+    from cidpipe.data.registry import planned_class_count
+
+    write_fake_imagefolder(tmp_path / "train", classes=("a", "b", "c", "d"), per_class=1)
+    (tmp_path / "train" / "d" / "000.png").write_bytes(b"not decoded by the count")
+    assert planned_class_count(DataConfig(name="imagefolder", root=tmp_path)) == 4
+    assert planned_class_count(DataConfig(name="digits")) == 10
+    assert planned_class_count(DataConfig(name="cifar100", root=tmp_path)) == 100
+
+
 def test_a_class_missing_from_test_is_named_before_training(tmp_path: Path) -> None:
     """test/ without a dog folder: the reported top-1 never measures dogs; the stage says so up front."""
     import io

@@ -170,11 +170,11 @@ def _load_cifar(cfg: DataConfig, name: str, mean: tuple[float, ...], std: tuple[
                          hflip_default=True, provenance={"source": str(folder)})
 
 
-@register_dataset("cifar10", check=lambda cfg: check_cifar_available(cfg, "cifar10"))
+@register_dataset("cifar10", check=lambda cfg: check_cifar_available(cfg, "cifar10"), classes=10)
 def load_cifar10_bundle(cfg: DataConfig) -> DatasetBundle:
     return _load_cifar(cfg, "cifar10", CIFAR10_MEAN, CIFAR10_STD)
 
 
-@register_dataset("cifar100", check=lambda cfg: check_cifar_available(cfg, "cifar100"))
+@register_dataset("cifar100", check=lambda cfg: check_cifar_available(cfg, "cifar100"), classes=100)
 def load_cifar100_bundle(cfg: DataConfig) -> DatasetBundle:
     return _load_cifar(cfg, "cifar100", CIFAR100_MEAN, CIFAR100_STD)

@@ -57,7 +57,7 @@ def check_digits_available(cfg: DataConfig) -> None:
     """Always there: the images ship inside scikit-learn, a dependency (data.root is not used)."""
 
 
-@register_dataset("digits", check=check_digits_available)
+@register_dataset("digits", check=check_digits_available, classes=10)
 def load_digits_bundle(cfg: DataConfig) -> DatasetBundle:
     images, labels = digits_uint8()
     pool, test = digits_test_split(labels)

@@ -141,7 +141,7 @@ def check_fashion_mnist_available(cfg: DataConfig) -> None:
     check_fashion_mnist_headers(files)
 
 
-@register_dataset("fashion-mnist", check=check_fashion_mnist_available)
+@register_dataset("fashion-mnist", check=check_fashion_mnist_available, classes=10)
 def load_fashion_mnist_bundle(cfg: DataConfig) -> DatasetBundle:
     files, search_root = _locate(cfg)
     if files is None and cfg.download:

@@ -142,7 +142,12 @@ def check_imagefolder_available(cfg: DataConfig) -> None:
                 raise _untrainable_class(empty)
 
 
-@register_dataset("imagefolder", check=check_imagefolder_available)
+def imagefolder_class_count(cfg: DataConfig) -> int:
+    """The class folders of the training part: the model's class count (listing only)."""
+    return len(_class_dirs(_parts(_root(cfg))["train"]))
+
+
+@register_dataset("imagefolder", check=check_imagefolder_available, classes=imagefolder_class_count)
 def load_imagefolder_bundle(cfg: DataConfig) -> DatasetBundle:
     root = _root(cfg)
     provenance: dict = {"source": str(root)}

