@@ -60,7 +60,9 @@ def quantize(
         if value is not None:
             flags[f"quantize.{key}={value}"] = f"{flag} {value}"
     recipe, _ = resolve_target_with_flags(target, set_, flags)
-    result = run_quantize(recipe, stage_options("cpu", force))
+    options = stage_options("cpu", force)
+    _say_what_is_replaced(recipe, options)
+    result = run_quantize(recipe, options)
     if json_:
         emit_json(result_json(result))
     else:
@@ -70,6 +72,29 @@ def quantize(
         stdout.print(
             f"{m.get('format')}: {'cached' if result.cached else 'written'} in {result.stage_dir}{drop}"
         )
+
+
+def _say_what_is_replaced(recipe, options) -> None:
+    """The quantize stage holds the variants its recipe asks for: `--mode fp16` after an INT8 run makes a
+    stage without the INT8 model. Said before it happens, with the way to keep both."""
+    from rich.markup import escape
+
+    from cidpipe.errors import CidpipeError
+    from cidpipe.manifest import read_manifest
+
+    try:
+        finished = read_manifest(recipe.run_dir() / "quantize", "quantize")
+    except CidpipeError:  # none yet, or not trusted: the stage itself says so
+        return
+    wanted = [key for key, _, _ in recipe.quantize.variants()]
+    dropped = [key for key in finished.artifacts if key not in wanted]
+    if dropped:
+        asked = [mode for _, mode, _ in recipe.quantize.variants()]
+        modes = ", ".join(dict.fromkeys([key.split("-")[0] for key in dropped] + asked))
+        text = (f"the new stage replaces the finished one, which had the {', '.join(dropped)} model; one "
+                f"stage makes several when asked together: --set 'quantize.modes=[{modes}]' (and "
+                "quantize.targets: [cpu, trt] for both INT8 graphs)")
+        options.log.print(f"[yellow]quantize[/]: {escape(text)}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -57,6 +57,9 @@ def test_gate_and_report_refuse_a_bench_of_stages_rebuilt_since(real_run: Path, 
     proc = run_cli("quantize", str(copy), "--mode", "fp16")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert not (copy / "quantize" / "model.int8.onnx").exists()
+    # Said before it happened, with the way to keep both.
+    assert ("quantize: the new stage replaces the finished one, which had the int8 model; one stage makes "
+            "several when asked together: --set 'quantize.modes=[int8, fp16]'") in proc.stderr
     for verb in (["gate", str(copy)], ["report", str(copy), "--out", str(tmp_path / "report")]):
         proc = run_cli(*verb)
         assert proc.returncode == 4, (verb, proc.stdout[-1500:], proc.stderr[-1500:])
