@@ -48,8 +48,10 @@ def prune_on_error(work_dir: Path, *, enabled: bool = True) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if enabled:
-            prune_partial(work_dir)
+        if enabled and not prune_partial(work_dir):
+            # The first stage of a new run failed with nothing to resume: leave no empty run directory.
+            with contextlib.suppress(OSError):  # not empty (other stages, a recipe.yaml): it stays
+                work_dir.parent.rmdir()
         raise
 
 

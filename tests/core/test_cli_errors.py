@@ -125,6 +125,15 @@ def test_checkpoint_of_another_architecture(tmp_path):
     )
 
 
+def test_a_first_stage_that_fails_in_its_first_epoch_leaves_no_run_directory(tmp_path):
+    """Nothing published and nothing to resume (diverged before its first checkpoint): the run directory
+    the stage's work directory was made in goes too, as Ctrl-C in the first epoch left it empty."""
+    recipe = _recipe(tmp_path, teacher={"train": {"lr": 1e12}})
+    result = run_cli("train", str(recipe), "--device", "cpu")
+    assert result.returncode == 5, result.stderr
+    assert (tmp_path / "runs").is_dir() and not (tmp_path / "runs" / "tiny").exists()
+
+
 def test_weights_that_produce_nan_stop_distillation(tmp_path):
     poisoned = _weights(tmp_path, "tinycnn", "nan.safetensors", poison=True)
     recipe = _recipe(tmp_path, teacher={"model": {"arch": "tinycnn", "checkpoint": str(poisoned)}})
