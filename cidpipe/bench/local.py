@@ -109,7 +109,8 @@ def _bench_one(
         accuracy = accuracy_of(judged, eval_x, eval_y, cfg.batch_sizes[0], ref_pred)
         if not np.isfinite(backend.run(tile_to_batch(eval_x, 1))).all():
             status, error = "exported-but-failed", "non-finite logits"
-        elif accuracy.get("agreement") is not None and accuracy["agreement"] < cfg.min_agreement:
+        elif (accuracy.get("agreement") is not None and accuracy["agreement"] < cfg.min_agreement
+              and not spec.retrained):
             status = "exported-but-failed"
             error = (
                 f"top-1 agreement {accuracy['agreement']:.1f}% with the FP32 PyTorch model is below "
@@ -131,7 +132,8 @@ def _bench_one(
             top1=accuracy.get("top1"),
             top5=accuracy.get("top5"),
             agreement=accuracy.get("agreement"),
-            extra={"eval_samples": accuracy.get("n"), **class_breakdown(accuracy), **arithmetic(accuracy)},
+            extra={"eval_samples": accuracy.get("n"), **class_breakdown(accuracy), **arithmetic(accuracy),
+                   **({"retrained": "qat"} if spec.retrained else {})},
         )
         try:
             stats = measure_latency(

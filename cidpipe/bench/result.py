@@ -4,7 +4,8 @@ Status, in the spirit of ultralytics' benchmark table:
 - ``pass``: the artifact loaded, ran and (when a reference is given) agrees with the FP32 PyTorch
   model on at least ``BenchConfig.min_agreement`` percent of the top-1 predictions.
 - ``exported-but-failed``: the artifact exists and loads, but inference raised, produced non-finite
-  logits, or its top-1 agreement is below ``min_agreement``. Measured numbers are kept when there are any.
+  logits, or its top-1 agreement is below ``min_agreement`` (not for a QAT variant: its weights were trained
+  after export, so its agreement is reported only). Measured numbers are kept when there are any.
 - ``failed``: the artifact could not be used at all (missing file, corrupt model, missing dependency,
   unavailable execution provider); nothing was measured. ``failure`` says ``"device"`` when the reason
   was the device (unreachable, host key, missing remote python/onnxruntime, a runtime that answered
@@ -40,8 +41,10 @@ class ArtifactSpec:
     path: Path | None = None
     module: nn.Module | None = None
     backend: str | None = None  # default: derived from format (see backend_for_format)
-    role: str = "student"  # "teacher" | "student": which model of the run the artifact is
     role: str = "student"  # whose model: the deployed one ("student", or "teacher" alone) or "teacher"
+    # Weights trained after export (a QAT variant): its agreement with the FP32 PyTorch model measures
+    # that training, not the conversion, so it is reported but not held to bench.min_agreement.
+    retrained: bool = False
 
 
 def backend_for_format(fmt: str) -> str:

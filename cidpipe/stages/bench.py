@@ -212,9 +212,11 @@ def artifacts_by_role(recipe: Recipe, inputs: dict[str, Parent]) -> dict[str, li
             if not backends:
                 continue
             path = parent.manifest.artifact_path(parent.dir, key)
+            variant = (parent.manifest.metrics.get("variants") or {}).get(key) or {}
             groups[art.role].append(
                 ArtifactSpec(
-                    f"{stage}/{path.name}", art.format, path=path, backend=backends[0], role=art.role
+                    f"{stage}/{path.name}", art.format, path=path, backend=backends[0], role=art.role,
+                    retrained=stage == "quantize" and variant.get("path") == "qat",
                 )
             )
     return groups

@@ -61,6 +61,8 @@ def test_warns_when_the_bench_floor_would_refuse_the_artifact(tmp_path):
     assert "exported-but-failed" in text and "lower bench.min_agreement" in text
     assert _warnings(tmp_path, {"agreement": 95.0}, min_agreement=90) == []
     assert _warnings(tmp_path, {"agreement": 84.0}, min_agreement=90, enabled=False) == []  # no bench
+    # A QAT graph is a further-trained model: the bench reports its agreement and does not refuse it.
+    assert _warnings(tmp_path, {"agreement": 84.0, "path": "qat"}, min_agreement=90) == []
 
 
 def test_warns_when_the_budget_is_finer_than_one_validation_image(tmp_path):

@@ -106,6 +106,13 @@ def test_pipeline_fine_tunes_and_records_both_paths(tmp_path):
         meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
         assert '"path": "qat"' in meta["quantization"]
     assert set(read_manifest(stage).parents) == {"export", "student", "teacher"}
+    # The bench knows these graphs were trained after export (agreement reported, not held to the floor).
+    from cidpipe.pipeline import read_parents
+    from cidpipe.stages.bench import BENCH, artifacts_by_role
+
+    specs = artifacts_by_role(recipe, read_parents(BENCH, recipe, None))["student"]
+    retrained = {spec.name for spec in specs if spec.retrained}
+    assert retrained == {"quantize/model.int8.onnx", "quantize/model.int8-trt.onnx"}
 
 
 def test_auto_does_not_fine_tune_away_a_miss_that_is_only_this_cpus_kernels(tmp_path):
