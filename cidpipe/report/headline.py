@@ -28,6 +28,9 @@ class HeadlineRow:
     speedup_p50: float | None  # teacher p50 / student p50
     size_ratio: float | None  # teacher bytes / student bytes
     params_ratio: float | None  # teacher parameters / student parameters
+    # Test images both top-1s were measured on (bench.max_eval_samples can cap it below the whole split, so
+    # the headline's accuracy can differ from the training stages' full-split numbers; it says on how many).
+    eval_images: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -82,6 +85,7 @@ def headline(run: RunData) -> list[HeadlineRow]:
                 speedup_p50=_ratio(_p50(teacher), _p50(row)),
                 size_ratio=_ratio(teacher.get("size_bytes"), row.get("size_bytes")),
                 params_ratio=params_ratio,
+                eval_images=(row.get("extra") or {}).get("eval_samples"),
             )
         )
     return rows
@@ -112,6 +116,8 @@ def headline_sentence(rows: list[HeadlineRow]) -> str | None:
     if best.size_ratio is not None:
         parts.append(f"{best.size_ratio:.1f}x smaller")
     accuracy = "" if best.top1_delta is None else f" for {best.top1_delta:+.2f} top-1 points"
+    if accuracy and best.eval_images:
+        accuracy += f" on {best.eval_images} test images"
     return (
         f"Student {best.artifact} vs teacher {best.teacher_artifact} on {best.device} at batch "
         f"{best.batch_size}: {' and '.join(parts)}{accuracy}."

@@ -81,6 +81,8 @@ def test_a_real_runs_report_opens_with_its_measured_headline(real_run):
             r for r in run.results if (r["format"], r["batch_size"]) == (row.artifact, row.batch_size)
         )
         assert row.speedup_p50 == pytest.approx(teacher["latency"]["p50_ms"] / student["latency"]["p50_ms"])
+        assert row.eval_images == 64  # bench.max_eval_samples of the real run: the sentence says so
+    assert headline_sentence(rows).endswith(" top-1 points on 64 test images.")
 
 
 def test_the_sentence_is_about_the_deployed_artifact_even_when_it_is_slower(tmp_path):
