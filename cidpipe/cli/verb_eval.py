@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cidpipe.cli.common import (
@@ -52,7 +53,10 @@ def eval_cmd(
     if json_:
         emit_json(result)
         return
-    table = Table(title=f"eval: {result['model']} on {result['dataset']}")
+    # The title as its own line: inside the two-column table a timm name wrapped mid-word.
+    stdout.print(f"eval: {escape(str(result['model']))} on {escape(str(result['dataset']))}", highlight=False,
+                 soft_wrap=True)
+    table = Table()
     table.add_column("split")
     table.add_column("top-1 %", justify="right")
     for key, value in result.items():

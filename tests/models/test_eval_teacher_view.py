@@ -54,3 +54,11 @@ def test_the_exported_teacher_is_accepted_and_scores_like_its_stage(run_with_a_b
     student = eval_json(str(run / "export" / "model.onnx"))  # the student's artifact keeps the student's view
     student_metrics = json.loads((run / "student" / "manifest.json").read_text())["metrics"]
     assert student["test_top1"] == pytest.approx(student_metrics["test_top1"], abs=0.5)
+
+
+def test_the_table_names_model_and_data_on_one_unbroken_line(run_with_a_bigger_teacher):
+    """The title used to sit inside the two-column table, which wrapped a long model name mid-word."""
+    proc = run_cli("eval", str(run_with_a_bigger_teacher / "teacher"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    title = proc.stdout.splitlines()[0]
+    assert title.startswith("eval: ") and "tinycnn" in title and " on digits" in title, proc.stdout
