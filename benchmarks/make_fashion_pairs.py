@@ -18,7 +18,7 @@ garment used once per pairing; the result is ``ROOT/cifar-100-python/{train,test
 from __future__ import annotations
 
 import argparse
-import pickle
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +30,9 @@ from cidpipe.data.datasets.fashion_mnist import (
     locate_fashion_mnist,
 )
 from cidpipe.data.datasets.idx import read_idx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from make_synthetic_cifar100 import write_records  # noqa: E402
 
 SIDE = 32
 
@@ -69,12 +72,7 @@ def write(root: Path, source: Path, n_train: int, n_test: int, seed: int = 0) ->
                                       for b in FASHION_MNIST_CLASSES],
                  "coarse_label_names": list(FASHION_MNIST_CLASSES)},
     }
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, record in records.items():
-        with open(folder / name, "wb") as fh:
-            pickle.dump(record, fh, protocol=2)  # the protocol of the published CIFAR files
-    return folder
+    return write_records(root, records)
 
 
 def main() -> None:

@@ -33,14 +33,18 @@ def write(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     coarse = rng.uniform(-1.0, 1.0, size=(CLASSES, 3, 4, 4)).astype(np.float32)
     templates = coarse.repeat(8, axis=2).repeat(8, axis=3)  # 4x4 blocks of 8x8 pixels
-    folder = root / "cifar-100-python"
-    folder.mkdir(parents=True, exist_ok=True)
-    records = {
+    return write_records(root, {
         "train": synthetic_record(n_train, templates, rng),
         "test": synthetic_record(n_test, templates, rng),
         "meta": {"fine_label_names": [f"class{i:02d}" for i in range(CLASSES)],
                  "coarse_label_names": [f"super{i:02d}" for i in range(CLASSES // 5)]},
-    }
+    })
+
+
+def write_records(root: Path, records: dict[str, dict]) -> Path:
+    """``records`` (train, test, meta) as ``root/cifar-100-python/<name>`` pickles; the folder."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True, exist_ok=True)
     for name, record in records.items():
         with open(folder / name, "wb") as fh:
             pickle.dump(record, fh, protocol=2)  # the protocol of the published files

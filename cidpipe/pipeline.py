@@ -82,12 +82,15 @@ def _parent_ids(stage: Stage, recipe: Recipe, ids: dict[str, str]) -> dict[str, 
 
 
 def _reusable(
-    stage: Stage, recipe: Recipe, directory: Path, expected_id: str, parents: dict[str, str]
+    stage: Stage, recipe: Recipe, directory: Path, expected_id: str, parents: dict[str, str] | None = None
 ) -> tuple[bool, str]:
+    """``parents`` (the plan's): also say what changed when the id differs. A stage about to build skips
+    that: its reason is not shown, and the config of a training stage hashes its weights file again."""
     def what_changed(manifest: Manifest) -> str:
-        return describe_change(manifest, stage.config(recipe), parents, stage.recipe_view)
+        return describe_change(manifest, stage.config(recipe), parents or {}, stage.recipe_view)
 
-    ok, reason = cache_status(directory, expected_id, describe_change=what_changed)
+    ok, reason = cache_status(directory, expected_id,
+                              describe_change=what_changed if parents is not None else None)
     if not ok:
         return ok, reason
     return stage.reusable(recipe, read_manifest(directory, stage.name))
@@ -260,7 +263,7 @@ def run_stage(
         recipe_id=recipe.recipe_id(),
     )
     if not options.force:
-        reusable, _reason = _reusable(stage, recipe, work.stage_dir, work.id, work.parents)
+        reusable, _reason = _reusable(stage, recipe, work.stage_dir, work.id)
         if reusable:
             options.log.print(
                 f"[green]cached[/] {stage.name} ({work.stage_dir}) — same config, parents and artifacts"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from cidpipe.config import Recipe
@@ -21,8 +22,6 @@ class TrainingStage(Stage):
     def plan_note(self, recipe: Recipe) -> str | None:
         """Imported weights with another class count than the data's: the plan says the head is reset (and
         the teacher trained), as the stage will, instead of a bare "not run yet"."""
-        from pathlib import Path
-
         from cidpipe.data.registry import dataset_channels, planned_class_count
         from cidpipe.modelio import load_weights
         from cidpipe.models.sources import check_weights_fit
