@@ -93,7 +93,19 @@ def _top1_by_subject(run: RunData) -> dict[str, float | None]:
         value = result.get("top1")
         if subject not in top1 or (value is not None and (top1[subject] is None or value < top1[subject])):
             top1[subject] = value
+    for result in run.results:  # a subject whose every row failed still gets its (failing) check
+        top1.setdefault(result_subject(result, with_batch=False), None)
     return top1
+
+
+def _no_top1_reason(run: RunData, subject: str) -> str:
+    """Why ``subject`` has no top-1: its bench rows failed (say so, the status check has the error) or
+    the bench never recorded one."""
+    statuses = {str(r.get("status", "failed")) for r in run.results
+                if result_subject(r, with_batch=False) == subject}
+    if statuses and "pass" not in statuses:
+        return f"not measured: every bench row of {subject} failed (status {', '.join(sorted(statuses))})"
+    return f"no top-1 recorded for {subject}"
 
 
 def _missing(name: str, kind: str, why: str) -> Check:
@@ -109,7 +121,7 @@ def min_top1_checks(run: RunData, minimum: float) -> list[Check]:
     for subject, top1 in subjects.items():
         name = f"min_top1[{subject}]"
         if top1 is None:
-            checks.append(_missing(name, "min_top1", f"no top-1 recorded for {subject}"))
+            checks.append(_missing(name, "min_top1", _no_top1_reason(run, subject)))
             continue
         passed = top1 >= minimum
         message = compare_message(top1, minimum, "%", passed, upper=False)
@@ -129,7 +141,7 @@ def max_drop_checks(run: RunData, max_drop: float) -> list[Check]:
     for subject, top1 in subjects.items():
         name = f"max_drop[{subject}]"
         if top1 is None:
-            checks.append(_missing(name, "max_drop", f"no top-1 recorded for {subject}"))
+            checks.append(_missing(name, "max_drop", _no_top1_reason(run, subject)))
             continue
         drop = reference - top1
         passed = drop <= max_drop

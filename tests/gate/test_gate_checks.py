@@ -100,6 +100,23 @@ def test_failed_artifacts_are_failed_checks(tmp_path: Path) -> None:
                       "status[onnx-fp16@local,bs=1]": "status failed: opset 21 unsupported"}  # fmt: skip
 
 
+def test_threshold_of_a_failed_artifact_says_it_failed(tmp_path: Path) -> None:
+    """min_top1/max_drop still fail for an artifact whose every row failed, and say why: not "no top-1
+    recorded" (which sends the user to rerun a bench that did run)."""
+    results = [
+        bench_result("onnx-fp32", 96.4, 0.5),
+        bench_result("onnx-int8", None, None, status="exported-but-failed", error="session failed"),
+        bench_result("onnx-int8", None, None, batch_size=8, status="exported-but-failed", error="same"),
+    ]
+    run = write_run(tmp_path, results=results)
+    report = evaluate_gate(run, load_gate_config({"min_top1": 90.0, "max_drop": 1.0}), None)
+    failed = {check.name: check.message for check in report.failed}
+    why = "not measured: every bench row of onnx-int8@local failed (status exported-but-failed)"
+    assert failed["min_top1[onnx-int8@local]"] == why and failed["max_drop[onnx-int8@local]"] == why
+    assert checks_by_name(report)["min_top1[onnx-fp32@local]"].passed
+    assert checks_by_name(report)["max_drop[onnx-fp32@local]"].passed
+
+
 def test_without_bench_min_top1_judges_the_student(tmp_path: Path) -> None:
     run = write_run(tmp_path, stages=("teacher", "student"), student_test_top1=91.0)
     report = evaluate_gate(run, load_gate_config({"min_top1": 92.0}), None)

@@ -42,14 +42,15 @@ def test_junit_parses_and_names_failed_checks(tmp_path: Path) -> None:
     assert failed == {
         "status[trt-fp16@local,bs=1]": 'status failed: <bad> & "quoted"',
         "min_top1[onnx-int8@local]": "measured 96.10 % < allowed 96.20 %",
+        "min_top1[trt-fp16@local]": "not measured: every bench row of trt-fp16@local failed (status failed)",
     }
-    assert int(suite.get("failures")) == 2
+    assert int(suite.get("failures")) == 3
 
 
 def test_markdown_summary_has_a_row_per_check(tmp_path: Path) -> None:
     report = failing_report(tmp_path)
     text = markdown_summary(report)
-    assert text.startswith("### ❌ cidpipe gate failed: quickstart (2 of 7 checks failed)")
+    assert text.startswith("### ❌ cidpipe gate failed: quickstart (3 of 8 checks failed)")
     rows = [line for line in text.splitlines() if line.startswith("| ✅") or line.startswith("| ❌")]
     assert len(rows) == len(report.checks)
     assert (
