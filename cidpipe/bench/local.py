@@ -82,7 +82,7 @@ def _bench_one(
     backend_name = spec.backend or backend_for_format(spec.format)
     fmt = f"{spec.format}+compile" if compile else spec.format
     base = {"artifact": spec.name, "format": fmt, "backend": backend_name, "device": "local",
-            "role": spec.role}
+            "role": spec.role, "variant": spec.variant}
     size = _size_bytes(spec)
     memory = PeakMemory().start()  # from before the artifact is loaded: its session/weights count too
     try:

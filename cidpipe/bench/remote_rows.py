@@ -45,7 +45,7 @@ def _runtime_rows(
     device: DeviceSpec, spec: ArtifactSpec, eval_npz: Path, recipe: Recipe
 ) -> list[BenchResult]:
     base = {"artifact": spec.name, "format": spec.format, "backend": "onnxruntime", "device": device.name,
-            "role": spec.role}
+            "role": spec.role, "variant": spec.variant}
     try:
         out = run_remote_bench(
             device, spec.path, eval_npz, "onnxruntime", recipe.bench, provider=recipe.bench.ort_provider

@@ -45,6 +45,9 @@ class ArtifactSpec:
     # Weights trained after export (a QAT variant): its agreement with the FP32 PyTorch model measures
     # that training, not the conversion, so it is reported but not held to bench.min_agreement.
     retrained: bool = False
+    # Which of several artifacts of one format this is: "trt" for the INT8 graph made for TensorRT
+    # (model.int8-trt.onnx) next to the CPU one; None when the format alone names it.
+    variant: str | None = None
 
 
 def backend_for_format(fmt: str) -> str:
@@ -82,6 +85,7 @@ class BenchResult:
     noisy: bool = False  # latency CoV above bench.cov_warning: the numbers are less trustworthy
     host: dict[str, Any] | None = None  # cidpipe_runtime.host.host_facts of the measuring machine
     role: str = "student"  # whose artifact the row measured (see ArtifactSpec.role)
+    variant: str | None = None  # see ArtifactSpec.variant; gate/rundir.artifact_label names the row by it
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from cidpipe.bench.result import BenchResult
 from cidpipe.gate.numbers import bytes_to_mb, format_value
+from cidpipe.gate.rundir import artifact_label
 
 _STATUS_STYLE = {"pass": "green", "exported-but-failed": "yellow", "failed": "red"}
 
@@ -32,6 +33,12 @@ def _ci(latency: dict[str, float]) -> str:
 def _cov(row: BenchResult) -> str:
     cov = _num((row.latency or {}).get("cov"), ".3f")  # ".2f" showed 0.104 as "0.10 noisy" at 0.10
     return f"[yellow]{cov} noisy[/yellow]" if row.noisy else cov
+
+
+def _format_cell(row: BenchResult) -> str:
+    """The row's name in the gate (onnx-int8-trt for the TensorRT graph), marked when QAT retrained it."""
+    label = artifact_label(row.to_dict())
+    return f"{label} (QAT)" if row.extra.get("retrained") == "qat" else label
 
 
 def results_table(results: list[BenchResult], title: str = "cidpipe bench") -> Table:
@@ -58,7 +65,7 @@ def results_table(results: list[BenchResult], title: str = "cidpipe bench") -> T
         style = _STATUS_STYLE.get(row.status, "")
         table.add_row(
             row.artifact,
-            row.format,
+            _format_cell(row),
             row.backend,
             row.device,
             str(row.batch_size),

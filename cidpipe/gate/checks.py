@@ -12,7 +12,7 @@ from cidpipe.gate.config import GateConfig, LatencyLimit
 from cidpipe.gate.latency import latency_check, metric_ms
 from cidpipe.gate.numbers import bytes_to_mb, compare_message, format_value
 from cidpipe.gate.report import Check, GateReport
-from cidpipe.gate.rundir import RunData, load_run, result_subject
+from cidpipe.gate.rundir import RunData, artifact_label, load_run, result_subject
 
 
 def evaluate_gate(run_dir: Path, gate: GateConfig, baseline: dict[str, Any] | None = None) -> GateReport:
@@ -159,7 +159,9 @@ def latency_checks(run: RunData, limit: LatencyLimit, noisy_policy: str = "flag"
         for result in run.results
         if result.get("device", "local") == limit.device
         and int(result.get("batch_size", 1)) == limit.batch_size
-        and fnmatch.fnmatchcase(str(result.get("format", "")), limit.artifact)
+        # The pattern names a format (every variant of it) or one variant: onnx-int8 or onnx-int8-trt.
+        and any(fnmatch.fnmatchcase(name, limit.artifact) for name in (str(result.get("format", "")),
+                                                                       artifact_label(result)))
     ]
     selector = f"{metric}[{limit.artifact}@{limit.device},bs={limit.batch_size}]"
     if not matching:
@@ -189,7 +191,7 @@ def size_checks(run: RunData, max_size_mb: float) -> list[Check]:
     sizes: dict[str, float] = {}
     for result in run.results:
         if result.get("size_bytes") is not None:
-            sizes.setdefault(str(result.get("format")), bytes_to_mb(float(result["size_bytes"])))
+            sizes.setdefault(artifact_label(result), bytes_to_mb(float(result["size_bytes"])))
     if not sizes:
         return [_missing("max_size[run]", "max_size", "no artifact sizes recorded; run the bench stage")]
     checks = []

@@ -89,9 +89,16 @@ class RunData:
         return None if student_top1 is None else float(student_top1)
 
 
+def artifact_label(result: dict[str, Any]) -> str:
+    """The artifact a bench row measured, by name: its format, plus its variant where one format has
+    several (``onnx-int8-trt``, the TensorRT graph, next to the CPU ``onnx-int8``): the gate checks each."""
+    fmt = str(result.get("format", "?"))
+    return f"{fmt}-{result['variant']}" if result.get("variant") else fmt
+
+
 def result_subject(result: dict[str, Any], with_batch: bool = True) -> str:
     """The name a bench result goes by in checks and tables, e.g. ``onnx-int8@local,bs=1``."""
-    subject = f"{result.get('format', '?')}@{result.get('device', 'local')}"
+    subject = f"{artifact_label(result)}@{result.get('device', 'local')}"
     if with_batch:
         subject += f",bs={result.get('batch_size', 1)}"
     return subject

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cidpipe.gate.rundir import RunData
+from cidpipe.gate.rundir import RunData, artifact_label
 from cidpipe.report.headline import DEPLOY_PREFERENCE
 from cidpipe.report.tables import DASH, Table, pct
 
@@ -18,12 +18,12 @@ WORST_SHOWN = 5
 
 
 def _accuracy_rows(run: RunData) -> list[dict[str, Any]]:
-    """One row per (role, format): the first device's first batch size that carries per-class numbers."""
+    """One row per (role, artifact label): the first device's first batch size with per-class numbers."""
     seen: dict[tuple[str, str], dict[str, Any]] = {}
     for row in [*run.results, *run.teacher_results]:
         if row.get("status") != "pass" or not (row.get("extra") or {}).get("per_class_top1"):
             continue
-        seen.setdefault((str(row.get("role", "student")), str(row.get("format"))), row)
+        seen.setdefault((str(row.get("role", "student")), artifact_label(row)), row)
     return list(seen.values())
 
 
@@ -43,20 +43,20 @@ def per_class_table(run: RunData) -> Table | None:
         table = Table("Per-class top-1 % (test split)", ["Model", "Format", *names])
         for row in rows:
             values = row["extra"]["per_class_top1"]
-            table.rows.append([str(row.get("role")), str(row.get("format")), *(pct(v) for v in values)])
+            table.rows.append([str(row.get("role")), artifact_label(row), *(pct(v) for v in values)])
         return table
     table = Table(f"Worst {WORST_SHOWN} classes by top-1 % (test split)", ["Model", "Format", "Classes"])
     for row in rows:
         values = row["extra"]["per_class_top1"]
         ranked = sorted((v, i) for i, v in enumerate(values) if v is not None)[:WORST_SHOWN]
         listed = ", ".join(f"{names[i]} {v:.1f}" for v, i in ranked) or DASH
-        table.rows.append([str(row.get("role")), str(row.get("format")), listed])
+        table.rows.append([str(row.get("role")), artifact_label(row), listed])
     return table
 
 
 def confusion_table(run: RunData) -> Table | None:
     """Confusion matrix of the deployed artifact (the headline's: DEPLOY_PREFERENCE)."""
-    by_format = {row.get("format"): row for row in _accuracy_rows(run) if row.get("role") != "teacher"}
+    by_format = {artifact_label(row): row for row in _accuracy_rows(run) if row.get("role") != "teacher"}
     chosen = next(
         (by_format[f] for f in DEPLOY_PREFERENCE if f in by_format), None
     )
@@ -65,7 +65,7 @@ def confusion_table(run: RunData) -> Table | None:
         return None
     names = _class_names(run, len(matrix))
     table = Table(
-        f"Confusion matrix of {chosen.get('format')} (rows: true class, columns: predicted)", ["", *names]
+        f"Confusion matrix of {artifact_label(chosen)} (rows: true class, columns: predicted)", ["", *names]
     )
     for name, counts in zip(names, matrix, strict=True):
         table.rows.append([name, *(str(c) for c in counts)])

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from cidpipe.gate.rundir import RunData
+from cidpipe.gate.rundir import RunData, artifact_label
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,7 @@ def headline(run: RunData) -> list[HeadlineRow]:
     for row in run.results:
         if row.get("status") != "pass":
             continue
-        device, batch, fmt = str(row.get("device")), int(row.get("batch_size", 1)), str(row.get("format"))
+        device, batch, fmt = str(row.get("device")), int(row.get("batch_size", 1)), artifact_label(row)
         teacher = _teacher_baseline(run, device, batch, fmt)
         if teacher is None:
             continue
@@ -92,7 +92,10 @@ def headline(run: RunData) -> list[HeadlineRow]:
 
 
 # The artifact a run deploys: the most optimised one it made (also what the confusion matrix shows).
-DEPLOY_PREFERENCE = ("trt-int8", "trt-fp16", "onnx-int8", "onnx-fp16", "trt-fp32", "onnx-fp32", "torch")
+# Measured here, the CPU INT8 graph is the one this machine deploys; the TensorRT one stands in for an engine.
+DEPLOY_PREFERENCE = (
+    "trt-int8", "trt-fp16", "onnx-int8", "onnx-int8-trt", "onnx-fp16", "trt-fp32", "onnx-fp32", "torch",
+)
 
 
 def _deployed(rows: list[HeadlineRow]) -> HeadlineRow:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from cidpipe.gate.rundir import RunData
+from cidpipe.gate.rundir import RunData, result_subject
 
 LATENCY_KEYS = {"p50": "p50_ms", "p99": "p99_ms"}
 DEFAULT_LATENCY = "p50"  # what a user feels; p99 of a short run is mostly noise
@@ -84,7 +84,7 @@ def _row_point(row: dict, latency: str, label: str) -> LatencyPoint | None:
     return LatencyPoint(
         run=label,
         role="teacher" if row.get("role") == "teacher" else "student",
-        name=f"{row.get('format', '?')}@{row.get('device', 'local')}",
+        name=result_subject(row, with_batch=False),
         batch_size=batch,
         ms_per_image=float(value) / batch,
         top1=float(row["top1"]),

@@ -217,6 +217,7 @@ def artifacts_by_role(recipe: Recipe, inputs: dict[str, Parent]) -> dict[str, li
                 ArtifactSpec(
                     f"{stage}/{path.name}", art.format, path=path, backend=backends[0], role=art.role,
                     retrained=stage == "quantize" and variant.get("path") == "qat",
+                    variant=key.split("-", 1)[1] if stage == "quantize" and "-" in key else None,
                 )
             )
     return groups
