@@ -46,7 +46,7 @@ def quantize(
     json_: JsonOpt = False,
 ) -> None:
     """Quantize the exported model.  Example: cidpipe quantize runs/quickstart --max-drop 0.5 --qat"""
-    from cidpipe.stages.quantize import run_quantize
+    from cidpipe.stages.quantize import QUANTIZE, run_quantize
 
     flags = {}
     for key, value, flag in (
@@ -61,17 +61,19 @@ def quantize(
             flags[f"quantize.{key}={value}"] = f"{flag} {value}"
     recipe, _ = resolve_target_with_flags(target, set_, flags)
     options = stage_options("cpu", force)
+    QUANTIZE.validate(recipe)  # a refused recipe says so before any "what is replaced" line
     _say_what_is_replaced(recipe, options)
     result = run_quantize(recipe, options)
     if json_:
         emit_json(result_json(result))
-    else:
-        m = result.manifest.metrics
-        drop = f", validation top-1 drop {m['drop']:.2f} points" if m.get("drop") is not None else ""
-        drop += f" ({m['path'].upper()})" if m.get("path") else ""
-        stdout.print(
-            f"{m.get('format')}: {'cached' if result.cached else 'written'} in {result.stage_dir}{drop}"
-        )
+        return
+    metrics = result.manifest.metrics
+    variants = metrics.get("variants") or {"": metrics}
+    for key, info in variants.items():
+        name = result.manifest.artifacts[key].path if key in result.manifest.artifacts else info.get("format")
+        drop = f", validation top-1 drop {info['drop']:.2f} points" if info.get("drop") is not None else ""
+        drop += f" ({info['path'].upper()})" if info.get("path") else ""
+        stdout.print(f"{name}: {'cached' if result.cached else 'written'} in {result.stage_dir}{drop}")
 
 
 def _say_what_is_replaced(recipe, options) -> None:

@@ -39,6 +39,10 @@ def order_candidates(nodes: Sequence[str], limit: int) -> list[str]:
     return ordered[:limit]
 
 
+# The miss message's QAT suggestion, taken out by the quantize stage where QAT cannot run (no student).
+QAT_HINT = "quantize.qat.enabled: auto, "
+
+
 def fit_accuracy_budget(
     quantize: Callable[[list[str]], Path],
     top1_of: Callable[[Path], float],
@@ -86,8 +90,7 @@ def fit_accuracy_budget(
         f"INT8 drop {top1_fp32 - best:.2f} points > budget {max_drop:g} {kept} "
         f"(FP32 top-1 {top1_fp32:.2f}%, INT8 {best:.2f}%, {len(probed)} of {len(candidates)} nodes probed); "
         "try quantize.calibration.method=entropy or percentile, more calibration samples, a larger "
-        "quantize.max_float_nodes, quantize.qat.enabled: auto, a looser quantize.max_drop, or ship the "
-        "FP32/FP16 artifact"
+        f"quantize.max_float_nodes, {QAT_HINT}a looser quantize.max_drop, or ship the FP32/FP16 artifact"
     )
     if raise_on_miss:
         raise ParityError(message)

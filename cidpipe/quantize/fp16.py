@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import onnx
 
 from cidpipe.atomic import atomic_write_with
@@ -68,3 +69,33 @@ def _sort_topologically(graph: onnx.GraphProto) -> None:
     copies = [onnx.NodeProto.FromString(n.SerializeToString()) for n in ordered]
     del graph.node[:]
     graph.node.extend(copies)
+
+
+def measure_fp16(
+    fp32_onnx: Path, fp16_onnx: Path, val: tuple | None, max_drop: float | None
+) -> dict[str, Any]:
+    """Validation top-1 of both graphs, the drop and the agreement, as INT8 records them; ParityError (exit 6)
+    when ``max_drop`` is missed. FP16 rarely costs accuracy, but a network with large activations can
+    overflow half precision (65504), and then the budget is what catches it before the board does."""
+    from cidpipe.errors import ParityError
+    from cidpipe.export.ort_run import make_session, run_onnx, top1_percent
+
+    if val is None:  # the paper protocol: no validation split; the bench measures on test
+        return {"top1_fp32": None, "top1_fp16": None, "drop": None}
+    images, labels = val
+    logits32 = run_onnx(make_session(fp32_onnx), images)
+    logits16 = run_onnx(make_session(fp16_onnx), images)
+    top1_fp32, top1_fp16 = top1_percent(logits32, labels), top1_percent(logits16, labels)
+    info = {
+        "top1_fp32": top1_fp32, "top1_fp16": top1_fp16, "drop": top1_fp32 - top1_fp16,
+        "agreement": float((logits32.argmax(1) == logits16.argmax(1)).mean() * 100.0),
+        "val_images": len(labels), "budget_met": max_drop is None or top1_fp32 - top1_fp16 <= max_drop,
+    }  # fmt: skip
+    if not info["budget_met"]:
+        finite = "" if np.isfinite(logits16).all() else "; its logits are not all finite (FP16 overflow)"
+        raise ParityError(
+            f"FP16 drop {info['drop']:.2f} points > budget {max_drop:g} (FP32 top-1 {top1_fp32:.2f}%, FP16 "
+            f"{top1_fp16:.2f}%, {len(labels)} validation images){finite}; ship the FP32 artifact or loosen "
+            "quantize.max_drop"
+        )
+    return info

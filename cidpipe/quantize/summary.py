@@ -15,8 +15,34 @@ from cidpipe.gate.numbers import bytes_to_mb, format_value
 _MOSTLY_FLOAT = 0.6
 
 
+def test_judged_later(recipe) -> bool:
+    """Whether this run's bench or gate will measure the artifacts on the test split (said after the
+    validation numbers, so nobody mistakes them for the final ones)."""
+    return bool(recipe.bench.enabled or recipe.gate.enabled)
+
+
+def _then(judged_later: bool) -> str:
+    return "; the gate and bench judge the test split" if judged_later else ""
+
+
+def fp16_line(info: dict[str, Any], recipe) -> str:
+    """What the FP16 conversion cost on validation, and its size."""
+    size = (f"{format_value(bytes_to_mb(info['bytes_fp16']), 'MB')} "
+            f"(FP32 {format_value(bytes_to_mb(info['bytes_fp32']), 'MB')})")
+    if info.get("top1_fp16") is None:
+        return f"no validation split, drop measured by the bench; {size}"
+    max_drop = recipe.quantize.max_drop
+    budget = f" of the {max_drop:g}-point budget" if max_drop is not None else ""
+    return (
+        f"validation top-1 {info['top1_fp32']:.2f}% -> {info['top1_fp16']:.2f}% (drop {info['drop']:.2f} "
+        f"points{budget}, {info['val_images']} images), top-1 agreement with FP32 {info['agreement']:.1f}%; "
+        f"{size}{_then(test_judged_later(recipe))}"
+    )
+
+
 def success_line(
-    info: dict[str, Any], max_drop: float | None, fp32: Path, int8: Path, target: str = "cpu"
+    info: dict[str, Any], max_drop: float | None, fp32: Path, int8: Path, target: str = "cpu",
+    judged_later: bool = True,
 ) -> str:
     """The numbers are validation numbers: the gate's ``max_drop`` and the bench judge the test split."""
     size = f"{_mb(int8)} (FP32 {_mb(fp32)}"
@@ -29,7 +55,7 @@ def success_line(
     return (
         f"validation top-1 {info['top1_fp32']:.2f}% -> {info['top1_int8']:.2f}% (drop {info['drop']:.2f} "
         f"points{budget}, {info['val_images']} images), top-1 agreement with FP32 {info['agreement']:.1f}%; "
-        f"in float: {_in_float(info)}; {size}; the gate and bench judge the test split"
+        f"in float: {_in_float(info)}; {size}{_then(judged_later)}"
     )
 
 

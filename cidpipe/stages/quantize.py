@@ -43,13 +43,17 @@ class QuantizeStage(Stage):
         from cidpipe.errors import ConfigError
 
         qat = recipe.quantize.qat
+        modes = sorted({mode for _, mode, _ in recipe.quantize.variants()})
+        if qat.enabled is True and "int8" not in modes:
+            raise ConfigError(
+                f"quantize.qat fine-tunes an INT8 model and this recipe makes {', '.join(modes)} only; use "
+                "--mode int8 (or quantize.modes: [int8, fp16]), or drop --qat"
+            )
         if qat.enabled is True and not qat_possible(recipe):
             raise ConfigError(
                 "quantize.qat.enabled is true but the recipe distils no student (QAT fine-tunes "
                 "the distilled student against its teacher); add a student or use auto/false"
             )
-        if qat.enabled is True and "int8" not in {mode for _, mode, _ in recipe.quantize.variants()}:
-            raise ConfigError("quantize.qat needs an INT8 variant; set quantize.mode: int8")
 
     def config(self, recipe: Recipe) -> dict[str, Any]:
         return recipe.quantize.model_dump(mode="json")
@@ -60,8 +64,6 @@ class QuantizeStage(Stage):
     def build(
         self, recipe: Recipe, work: StageWork, inputs: dict[str, Parent], options: StageOptions
     ) -> Built:
-        from cidpipe.quantize.fp16 import convert_fp16
-
         exported = inputs["export"]
         fp32 = exported.manifest.artifact_path(exported.dir, "model")
         variants: dict[str, dict[str, Any]] = {}
@@ -69,13 +71,11 @@ class QuantizeStage(Stage):
         for key, mode, target in recipe.quantize.variants():
             name = f"model.{key}.onnx"
             if mode == "int8":
-                if bundle is None:
-                    from cidpipe.data.registry import load_dataset
-
-                    bundle = load_dataset(recipe.data)
+                bundle = _dataset(recipe) if bundle is None else bundle
                 info = _int8(recipe, fp32, work.path(name), bundle, target, options, inputs, work)
             else:
-                info = convert_fp16(fp32, work.path(name))
+                bundle = _dataset(recipe) if bundle is None else bundle
+                info = _fp16(recipe, fp32, work.path(name), bundle, options)
             info["format"] = f"onnx-{mode}"
             variants[key] = info
             work.add_artifact(
@@ -97,9 +97,36 @@ def qat_possible(recipe: Recipe) -> bool:
     )
 
 
+def qat_unavailable_message(miss: str, enabled) -> str:
+    """A PTQ miss where QAT was asked for (auto) but cannot run: the miss's own "try qat.enabled: auto" would
+    send the user to a setting already on, so it says why QAT did not run instead."""
+    from cidpipe.quantize.budget import QAT_HINT
+
+    return (f"{miss.replace(QAT_HINT, '')}; quantize.qat.enabled is {enabled} but this recipe distils no "
+            "student to fine-tune (QAT needs the student and teacher stages)")
+
+
+def _dataset(recipe: Recipe):
+    from cidpipe.data.registry import load_dataset
+
+    return load_dataset(recipe.data)
+
+
+def _fp16(recipe: Recipe, fp32, out, bundle, options: StageOptions) -> dict[str, Any]:
+    from cidpipe.quantize.fp16 import convert_fp16, measure_fp16
+    from cidpipe.quantize.summary import fp16_line
+
+    info = convert_fp16(fp32, out)
+    val = bundle.val.to_numpy() if len(bundle.val) else None
+    info.update(measure_fp16(fp32, out, val, recipe.quantize.max_drop))
+    options.log.print(f"FP16: {fp16_line(info, recipe)}", highlight=False)
+    return info
+
+
 def _int8(
     recipe: Recipe, fp32, out, bundle, target: str, options: StageOptions, inputs=None, work=None
 ) -> dict[str, Any]:
+    from cidpipe.errors import ParityError
     from cidpipe.quantize.int8 import quantize_static_int8
 
     cfg = recipe.quantize.model_copy(update={"mode": "int8", "target": target})
@@ -108,7 +135,13 @@ def _int8(
     val = bundle.val.to_numpy() if len(bundle.val) else None
     calib = calibration_images(recipe, bundle)
     qat = qat_possible(recipe) and inputs is not None and "student" in inputs
-    info = quantize_static_int8(fp32, out, calib, cfg, val=val, on_budget_miss="return" if qat else "raise")
+    try:
+        miss = "return" if qat else "raise"
+        info = quantize_static_int8(fp32, out, calib, cfg, val=val, on_budget_miss=miss)
+    except ParityError as err:
+        if qat or cfg.qat.enabled is False:
+            raise
+        raise ParityError(qat_unavailable_message(str(err), cfg.qat.enabled)) from None
     if qat:
         from cidpipe.quantize.qat_stage import ptq_then_qat
 
@@ -118,11 +151,11 @@ def _int8(
 
         info["agreement"] = top1_agreement(fp32, out, val[0], target)
         info["val_images"] = len(val[0])
-    from cidpipe.quantize.summary import int8_warnings, success_line
+    from cidpipe.quantize.summary import int8_warnings, success_line, test_judged_later
 
     options.log.print(
         f"INT8 for {target} ({cfg.calibration.method}, {info['calibration']['samples']} calibration images): "
-        + success_line(info, cfg.max_drop, Path(fp32), Path(out), target),
+        + success_line(info, cfg.max_drop, Path(fp32), Path(out), target, test_judged_later(recipe)),
         highlight=False,
     )
     warnings = int8_warnings(recipe, info, target, Path(fp32), Path(out))

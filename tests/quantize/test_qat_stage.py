@@ -60,6 +60,21 @@ def test_a_missed_budget_can_be_returned_instead_of_raised(tmp_path):
     assert not outcome.met and outcome.nodes_in_float == ["a", "b"] and "budget 0.5" in outcome.message
 
 
+def test_a_miss_where_qat_cannot_run_does_not_suggest_turning_it_on(tmp_path):
+    """auto on a teacher-only run: the budget miss says why QAT did not run, not "try qat.enabled: auto"."""
+    from cidpipe.stages.quantize import qat_unavailable_message
+
+    quantize = lambda nodes: tmp_path / f"{len(nodes)}.onnx"  # noqa: E731
+    outcome = fit_accuracy_budget(quantize, lambda path: 85.0, top1_fp32=90.0, top1_int8=80.0,
+                                  candidates=["a"], max_drop=0.5, max_candidates=1, max_float_nodes=1,
+                                  raise_on_miss=False)  # fmt: skip
+    assert "quantize.qat.enabled: auto" in outcome.message
+    message = qat_unavailable_message(outcome.message, "auto")
+    assert "enabled: auto," not in message and "a larger quantize.max_float_nodes, a looser" in message
+    assert message.endswith("quantize.qat.enabled is auto but this recipe distils no student to fine-tune "
+                            "(QAT needs the student and teacher stages)")
+
+
 def test_report_shows_ptq_and_qat_side_by_side(tmp_path):
     variant = {"path": "qat", "top1_fp32": 90.0, "ptq": {"top1_int8": 88.0, "drop": 2.0},
                "qat": {"ran": True, "top1_int8": 89.8, "drop": 0.2, "scales": "recalibrated"}}
