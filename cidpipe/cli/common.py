@@ -137,6 +137,7 @@ def resolve_target(
         extra = list(overrides or []) + [f"out_dir={run_dir.parent}"]
         recipe = recipe_from_cli(str(recipe_file), extra)
         if recipe.name != run_dir.name:
+            _refuse_recipe_folder(run_dir, recipe_file, recipe.name, target)
             import re
 
             from cidpipe.config import RUN_NAME_PATTERN
@@ -170,6 +171,21 @@ def resolve_target_with_flags(
             if text.startswith(f"--set {override} ("):
                 raise ConfigError(flag + text[len(f"--set {override}"):]) from None
         raise
+
+
+def _refuse_recipe_folder(folder: Path, recipe_file: Path, name: str, target: str) -> None:
+    """A folder holding the user's own recipe.yaml, no stage in it and another name than the recipe's, is
+    where a recipe was kept, not a run: say so, instead of "the export stage has not run in <folder>"."""
+    from cidpipe.errors import UsageError
+    from cidpipe.pipeline import addressed_stage_names
+
+    if any((folder / stage).is_dir() for stage in addressed_stage_names()):
+        return  # a run copied or renamed (CI downloads runs/quickstart into runs/quickstart-pr123)
+    raise UsageError(
+        f"{target} is not a cidpipe run directory: it holds a recipe ({recipe_file.name}, run {name!r}) but "
+        f"no stage; pass the recipe file ({recipe_file}) or the run directory its stages write "
+        f"(<out_dir>/{name})"
+    )
 
 
 def _refuse_unfinished_stage(path: Path, target: str) -> None:

@@ -239,6 +239,17 @@ def test_a_stage_directory_the_run_does_not_have_yet_names_the_verb_that_makes_i
     _assert_clean_failure(result, 2, f"`cidpipe export {run_dir} --target trt`", tmp_path)
 
 
+def test_a_folder_that_only_keeps_a_recipe_is_not_taken_for_a_run(tmp_path):
+    """A user's project folder with its recipe.yaml (named for another run) passed where a run goes."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "recipe.yaml").write_text(yaml.safe_dump(tiny_recipe_dict(tmp_path / "runs")))
+    for verb in ("quantize", "bench"):
+        result = run_cli(verb, str(folder))
+        why = f"{folder} is not a cidpipe run directory: it holds a recipe (recipe.yaml, run 'tiny')"
+        _assert_clean_failure(result, 2, why + " but no stage; pass the recipe file", tmp_path)
+
+
 def test_dry_run_finds_pretrained_weights_that_cannot_be_had(tmp_path):
     recipe = _recipe(tmp_path, teacher={"model": {"arch": "timm:resnet10t", "pretrained": True}})
     empty = tmp_path / "cache"
