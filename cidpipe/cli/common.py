@@ -209,6 +209,26 @@ def _refuse_unfinished_stage(path: Path, target: str) -> None:
             )
 
 
+def note_overrides_stay_here(target: str, overrides: list[str] | None, flags: dict[str, str], stage,
+                             recipe: Recipe, log) -> None:
+    """After a verb ran a stage of a run directory with options that changed it: those options are not kept
+    (the run's recipe.yaml and the user's recipe file keep their values), so the next `cidpipe run` redoes
+    the stage without them. Said once, with the recipe keys that would keep them."""
+    from rich.markup import escape
+
+    typed = [*(overrides or []), *flags]
+    if not typed or not Path(target).is_dir():
+        return
+    plain, _ = resolve_target(target, None)
+    if stage.config(plain) == stage.config(recipe):
+        return  # the options repeated what the recipe says
+    shown = [flags.get(item, f"--set {item}") for item in typed]
+    keys = ", ".join(item.replace("=", ": ", 1) for item in typed)
+    log.print(f"note: {escape(' '.join(shown))} applied to this command only; the next `cidpipe run` redoes "
+              f"the {stage.name} stage from the recipe without them; to keep them, put them in the recipe "
+              f"({escape(keys)})", highlight=False, soft_wrap=True)
+
+
 def save_run_recipe(recipe: Recipe) -> None:
     """Keep the resolved recipe next to the stages so later verbs can be pointed at the run directory."""
     from cidpipe.pipeline import write_run_recipe

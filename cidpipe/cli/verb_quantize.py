@@ -11,6 +11,7 @@ from cidpipe.cli.common import (
     JsonOpt,
     SetOpt,
     emit_json,
+    note_overrides_stay_here,
     resolve_target_with_flags,
     stage_options,
     stdout,
@@ -64,6 +65,7 @@ def quantize(
     QUANTIZE.validate(recipe)  # a refused recipe says so before any "what is replaced" line
     _say_what_is_replaced(recipe, options)
     result = run_quantize(recipe, options)
+    note_overrides_stay_here(target, set_, flags, QUANTIZE, recipe, options.log)
     if json_:
         emit_json(result_json(result))
         return

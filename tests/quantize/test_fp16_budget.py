@@ -1,5 +1,6 @@
 """FP16 is held to quantize.max_drop like INT8 (a walkthrough found the budget silently ignored for it):
-measured on validation, recorded, and a miss is exit 6 with the numbers."""
+measured on validation, recorded, and a miss is exit 6 with the numbers. Also what `cidpipe quantize`
+says around it: a refused --qat, and a note when its options will not outlive the command."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def test_an_fp16_overflow_misses_the_budget(tmp_path: Path) -> None:
     assert measure_fp16(fp32, fp16, None, 0.5)["drop"] is None  # no validation split: left to the bench
 
 
-def test_fp16_stage_records_its_validation_numbers_and_refuses_qat(tmp_path: Path) -> None:
+def test_fp16_stage_records_its_numbers_refuses_qat_and_notes_overrides(tmp_path: Path) -> None:
     import yaml
 
     one_epoch = {"epochs": 1, "lr": 0.1}
@@ -68,3 +69,10 @@ def test_fp16_stage_records_its_validation_numbers_and_refuses_qat(tmp_path: Pat
     lines = refused.stderr.strip().splitlines()
     assert lines == ["error: quantize.qat fine-tunes an INT8 model and this recipe makes fp16 only; use "
                      "--mode int8 (or quantize.modes: [int8, fp16]), or drop --qat"]  # nothing said before it
+    same = run_cli("quantize", str(tmp_path / "runs" / "tiny"), "--max-drop", "5")  # what the recipe says
+    assert same.returncode == 0 and "note:" not in same.stderr
+    changed = run_cli("quantize", str(tmp_path / "runs" / "tiny"), "--max-drop", "7")
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert ("note: --max-drop 7.0 applied to this command only; the next `cidpipe run` redoes the quantize "
+            "stage from the recipe without them; to keep them, put them in the recipe (quantize.max_drop: "
+            "7.0)") in " ".join(changed.stderr.split())
