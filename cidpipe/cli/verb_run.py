@@ -109,8 +109,10 @@ def plan_table(plan, dry_run: bool) -> Table:
         table.add_column(column)
     colours = {"run": "yellow", "cached": "green", "skip": "dim"}
     for step in plan:
-        action = step.action if dry_run or step.action != "run" else "ran"
-        table.add_row(step.name, f"[{colours[step.action]}]{action}[/]", step.reason, (step.id or "")[:12])
+        action, reason = step.action, step.reason
+        if not dry_run and action == "run":  # after the run: what happened, not what the plan said was due
+            action, reason = "ran", reason.replace("not run yet", "first run", 1)
+        table.add_row(step.name, f"[{colours[step.action]}]{action}[/]", reason, (step.id or "")[:12])
     return table
 
 

@@ -104,6 +104,19 @@ def test_changing_quantization_reruns_only_quantize_and_after(finished_run):
                                        "student.train.epochs 3 → 2")
 
 
+def test_the_table_after_a_run_says_what_happened(tmp_path):
+    from cidpipe.cli.verb_run import plan_table
+
+    plan = make_plan(validate_recipe(tiny_recipe_dict(tmp_path / "runs")))
+
+    def rows(dry_run):
+        columns = plan_table(plan, dry_run).columns
+        return list(zip(columns[0]._cells, columns[1]._cells, columns[2]._cells, strict=True))
+
+    assert ("teacher", "[yellow]run[/]", "not run yet") in rows(True)
+    assert ("teacher", "[yellow]ran[/]", "first run") in rows(False)  # not "ran | not run yet"
+
+
 def test_dry_run_prints_plan_and_runs_nothing(finished_run, tmp_path):
     _, recipe, _ = finished_run
     out = run_cli("run", str(recipe), "--dry-run", "--out", str(tmp_path / "fresh"))
