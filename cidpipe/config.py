@@ -261,6 +261,9 @@ def resolve_recipe_path(source: str | Path) -> Path:
     names = [p.stem for p in sorted(bundled_recipes_dir().glob("*.yaml"))]
     close = difflib.get_close_matches(str(source), names, n=1)
     hint = f" (did you mean '{close[0]}'?)" if close else ""
+    if len(path.parts) > 1:  # a path, not a bundled name: the user meant a run directory or a recipe file
+        raise UsageError(f"{source} does not exist (looked for {path.absolute()}); pass a recipe file, a "
+                         "bundled recipe name or a run directory (runs/<name>)")
     raise UsageError(f"no recipe file or bundled recipe named '{source}'{hint}; see `cidpipe recipes list`")
 
 

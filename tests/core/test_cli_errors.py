@@ -250,6 +250,15 @@ def test_a_folder_that_only_keeps_a_recipe_is_not_taken_for_a_run(tmp_path):
         _assert_clean_failure(result, 2, why + " but no stage; pass the recipe file", tmp_path)
 
 
+def test_a_missing_run_path_is_named_as_a_path_not_as_a_recipe_name(tmp_path):
+    missing = tmp_path / "runs" / "nothere"
+    result = run_cli("quantize", str(missing))
+    _assert_clean_failure(result, 2, f"{missing} does not exist (looked for {missing}); pass a recipe file, "
+                          "a bundled recipe name or a run directory", tmp_path)  # fmt: skip
+    typo = run_cli("bench", "quickstrt")
+    assert typo.returncode == 2 and "(did you mean 'quickstart'?)" in typo.stderr
+
+
 def test_dry_run_finds_pretrained_weights_that_cannot_be_had(tmp_path):
     recipe = _recipe(tmp_path, teacher={"model": {"arch": "timm:resnet10t", "pretrained": True}})
     empty = tmp_path / "cache"
