@@ -15,7 +15,7 @@ from cidpipe.errors import UsageError
 from cidpipe.gate.latency import clean_host, host_difference, latency_check, metric_ms
 from cidpipe.gate.numbers import compare_message, format_value
 from cidpipe.gate.report import Check
-from cidpipe.gate.rundir import RunData, load_run, result_subject
+from cidpipe.gate.rundir import RunData, artifact_label, load_run, result_subject
 from cidpipe.untrusted import load_json_file
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ def baseline_from_run(run: RunData) -> dict[str, Any]:
             {
                 "subject": result_subject(result),
                 "format": result.get("format"),
+                "variant": result.get("variant"),
                 "device": device,
                 "batch_size": int(result.get("batch_size", 1)),
                 "top1": result.get("top1"),
@@ -89,6 +90,7 @@ class _BaselineEntry(BaseModel):
     model_config = ConfigDict(extra="ignore", strict=True)
     subject: str | None = None
     format: str | None = None
+    variant: str | None = Field(None, max_length=64)
     device: str = "local"
     batch_size: int = Field(1, ge=1)
     top1: float | None = Field(None, ge=0, le=100)
@@ -145,6 +147,9 @@ def load_baseline(path: Path) -> dict[str, Any]:
             f"baseline {path}: '{where}': {first['msg']} (got {first.get('input')!r:.60}); record it again"
         ) from None
     clean = typed.model_dump(by_alias=True)
+    for raw, entry in zip(data.get("results") or [], clean["results"], strict=True):
+        if "variant" not in raw:  # saved before rows named their variant: see _entry_matches
+            del entry["variant"]
     clean["path"] = str(path)
     return clean
 
@@ -181,8 +186,8 @@ def baseline_checks(
         run, baseline, gate.latency_metric, gate.latency_tolerance, gate.noisy_latency
     )
     entries = baseline.get("results") or []
-    recorded = {_entry_subject(entry) for entry in entries}
-    unrecorded = sorted({result_subject(r, with_batch=False) for r in run.results} - recorded)
+    unrecorded = sorted({result_subject(r, with_batch=False) for r in run.results
+                         if not any(_entry_matches(e, r, with_batch=False) for e in entries)})
     if entries and unrecorded:  # e.g. an artifact that failed when the baseline was saved
         notes.append(f"baseline {label} has no row for {', '.join(unrecorded)}: not compared with it; record "
                      "a new baseline to include it")
@@ -197,7 +202,19 @@ def baseline_checks(
 
 def _entry_subject(entry: dict[str, Any]) -> str:
     """A baseline row as result_subject(..., with_batch=False) names a run row: 'onnx-int8@local'."""
-    return f"{entry.get('format')}@{entry.get('device', 'local')}"
+    return f"{artifact_label(entry)}@{entry.get('device', 'local')}"
+
+
+def _entry_matches(entry: dict[str, Any], result: dict[str, Any], with_batch: bool) -> bool:
+    """Whether run row ``result`` is what baseline row ``entry`` measured. A baseline saved before rows
+    named their variant (no ``variant`` key) knew a format only: it matches every graph of that format, as
+    it was compared then, so upgrading does not fail a CI gate on a name."""
+    if "variant" in entry:
+        ours = result_subject(result, with_batch)
+    else:
+        ours = result_subject({**result, "variant": None}, with_batch)
+    theirs = _entry_subject(entry) + (f",bs={entry.get('batch_size', 1)}" if with_batch else "")
+    return ours == theirs
 
 
 def _top1_checks(run: RunData, baseline: dict[str, Any], tolerance: float) -> list[Check]:
@@ -207,13 +224,15 @@ def _top1_checks(run: RunData, baseline: dict[str, Any], tolerance: float) -> li
         current = run.metrics("student").get("test_top1")
         return [] if base is None else [_top1_check("baseline.top1[student]", current, base, tolerance)]
     by_subject: dict[str, float] = {}
+    representative: dict[str, dict[str, Any]] = {}
     for entry in entries:
         subject = _entry_subject(entry)
+        representative.setdefault(subject, entry)
         if entry.get("top1") is not None:
             by_subject[subject] = min(by_subject.get(subject, float("inf")), float(entry["top1"]))
     checks = []
     for subject, base in by_subject.items():
-        matches = [r for r in run.results if result_subject(r, with_batch=False) == subject]
+        matches = [r for r in run.results if _entry_matches(representative[subject], r, with_batch=False)]
         if matches and not any(r.get("status") == "pass" for r in matches):
             continue  # the status check already fails this artifact
         values = [r.get("top1") for r in matches if r.get("top1") is not None]
@@ -254,7 +273,7 @@ def _latency_checks(
             continue
         subject = f"{_entry_subject(entry)},bs={entry.get('batch_size', 1)}"
         name = f"{kind}[{subject}]"
-        matches = [r for r in run.results if result_subject(r) == subject]
+        matches = [r for r in run.results if _entry_matches(entry, r, with_batch=True)]
         if matches and not any(r.get("status") == "pass" for r in matches):
             continue
         measured = [(metric_ms(r, metric), r) for r in matches if r.get("status") == "pass"]

@@ -16,6 +16,7 @@ from cidpipe.gate.rundir import load_run
 from cidpipe.report.classes import per_class_table
 from cidpipe.report.headline import headline, headline_sentence
 from tests.conftest import run_cli, tiny_recipe_dict
+from tests.gate.fake_run import bench_result, write_run
 
 
 @pytest.fixture(scope="module")
@@ -71,3 +72,39 @@ def test_bench_table_and_report_tell_the_graphs_apart(two_int8_run: Path) -> Non
     assert {"onnx-int8", "onnx-int8-trt"} <= {row[1] for row in per_class.rows}
     assert {row.artifact for row in headline(run)} >= {"onnx-int8", "onnx-int8-trt"}
     assert headline_sentence(headline(run)).startswith("Student onnx-int8 vs teacher")
+
+
+def test_baselines_compare_each_graph(two_int8_run: Path, tmp_path: Path) -> None:
+    from cidpipe.gate.baseline import load_baseline, save_baseline
+
+    path = tmp_path / "baseline.json"
+    save_baseline(two_int8_run, path)
+    report = evaluate_gate(two_int8_run, load_gate_config({}), load_baseline(path))
+    names = {check.name for check in report.checks if check.kind == "baseline.top1"}
+    assert {"baseline.top1[onnx-int8@local]", "baseline.top1[onnx-int8-trt@local]"} <= names
+    assert report.passed and not any("has no row" in note for note in report.notes)
+
+
+def test_a_baseline_saved_before_variants_were_named_still_compares(tmp_path: Path) -> None:
+    """A TensorRT-only run's old baseline called its graph onnx-int8; the row is now onnx-int8-trt.
+    Upgrading must not fail a CI gate on the name (and a regression must still fail it)."""
+    import json
+
+    from cidpipe.gate.baseline import baseline_from_run, load_baseline
+
+    row = bench_result("onnx-int8", 96.0, 0.9)
+    run = write_run(tmp_path / "run", results=[{**row, "variant": "trt"}])
+    old = baseline_from_run(load_run(run))
+    for entry in old["results"]:  # as cidpipe wrote it then
+        entry.pop("variant")
+        entry["subject"] = "onnx-int8@local,bs=1"
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps(old))
+    report = evaluate_gate(run, load_gate_config({}), load_baseline(path))
+    checks = {check.name: check for check in report.checks}
+    assert report.passed and checks["baseline.top1[onnx-int8@local]"].measured == 96.0
+    assert not any("has no row" in note for note in report.notes)
+    worse = [{**bench_result("onnx-int8", 90.0, 0.9), "variant": "trt"}]
+    failed = evaluate_gate(write_run(tmp_path / "worse", results=worse), load_gate_config({}),
+                           load_baseline(path)).failed
+    assert [check.name for check in failed] == ["baseline.top1[onnx-int8@local]"]
