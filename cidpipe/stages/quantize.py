@@ -70,11 +70,10 @@ class QuantizeStage(Stage):
         bundle = None
         for key, mode, target in recipe.quantize.variants():
             name = f"model.{key}.onnx"
+            bundle = _dataset(recipe) if bundle is None else bundle  # loaded once, for every variant
             if mode == "int8":
-                bundle = _dataset(recipe) if bundle is None else bundle
                 info = _int8(recipe, fp32, work.path(name), bundle, target, options, inputs, work)
             else:
-                bundle = _dataset(recipe) if bundle is None else bundle
                 info = _fp16(recipe, fp32, work.path(name), bundle, options)
             info["format"] = f"onnx-{mode}"
             variants[key] = info
@@ -107,6 +106,7 @@ def qat_unavailable_message(miss: str, enabled) -> str:
 
 
 def _dataset(recipe: Recipe):
+    """The data the variants are calibrated and judged on (validation; never test)."""
     from cidpipe.data.registry import load_dataset
 
     return load_dataset(recipe.data)
