@@ -15,7 +15,7 @@ from cidpipe.gate.numbers import bytes_to_mb, format_value
 _MOSTLY_FLOAT = 0.6
 
 
-def test_judged_later(recipe) -> bool:
+def judged_on_test_later(recipe) -> bool:
     """Whether this run's bench or gate will measure the artifacts on the test split (said after the
     validation numbers, so nobody mistakes them for the final ones)."""
     return bool(recipe.bench.enabled or recipe.gate.enabled)
@@ -36,7 +36,7 @@ def fp16_line(info: dict[str, Any], recipe) -> str:
     return (
         f"validation top-1 {info['top1_fp32']:.2f}% -> {info['top1_fp16']:.2f}% (drop {info['drop']:.2f} "
         f"points{budget}, {info['val_images']} images), top-1 agreement with FP32 {info['agreement']:.1f}%; "
-        f"{size}{_then(test_judged_later(recipe))}"
+        f"{size}{_then(judged_on_test_later(recipe))}"
     )
 
 

@@ -151,11 +151,11 @@ def _int8(
 
         info["agreement"] = top1_agreement(fp32, out, val[0], target)
         info["val_images"] = len(val[0])
-    from cidpipe.quantize.summary import int8_warnings, success_line, test_judged_later
+    from cidpipe.quantize.summary import int8_warnings, judged_on_test_later, success_line
 
     options.log.print(
         f"INT8 for {target} ({cfg.calibration.method}, {info['calibration']['samples']} calibration images): "
-        + success_line(info, cfg.max_drop, Path(fp32), Path(out), target, test_judged_later(recipe)),
+        + success_line(info, cfg.max_drop, Path(fp32), Path(out), target, judged_on_test_later(recipe)),
         highlight=False,
     )
     warnings = int8_warnings(recipe, info, target, Path(fp32), Path(out))
